@@ -1,0 +1,292 @@
+//! The catalog: tables and their manifests, committed with create-only PUTs.
+//!
+//! # Commit protocol
+//! 1. Read the latest version `N` (a LIST after the cached or hinted version, then one GET).
+//! 2. Apply the change to a copy; this is where epochs are checked, so a fenced writer
+//!    fails here, on fresh state.
+//! 3. PUT version `N+1` with If-None-Match. If another committer won, go to 1 (with jittered
+//!    backoff); the change is re-applied to the winner's state, so no commit is lost.
+//! 4. If the PUT's outcome is unknown (an error after the upload), read `N+1` back: if its
+//!    `commit_id` is ours, the commit happened.
+//!
+//! A best-effort `_latest` hint is overwritten after each commit so cold readers skip the
+//! history; correctness never depends on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::manifest::{TableDef, TableManifest, validate_table_name};
+use crate::paths;
+
+/// How hard a committer tries before reporting contention.
+#[derive(Debug, Clone)]
+pub struct CommitPolicy {
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 200,
+            base_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Tables and manifests over one object store. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn ObjectStore>,
+    policy: CommitPolicy,
+    latest: Arc<Mutex<HashMap<String, Arc<TableManifest>>>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            policy: CommitPolicy::default(),
+            latest: Arc::default(),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: CommitPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Names of all tables, sorted.
+    pub async fn list_tables(&self) -> Result<Vec<String>> {
+        let listing = self.store.list_with_delimiter(Some(&paths::tables_root())).await?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The newest manifest of `table`, read from the store (one LIST + at most one GET).
+    pub async fn load(&self, table: &str) -> Result<Arc<TableManifest>> {
+        let table = validate_table_name(table)?;
+        let cached = self.cached(&table);
+        let from = match &cached {
+            Some(m) => Some(m.version),
+            None => self.read_hint(&table).await,
+        };
+        let newest = self.newest_version_after(&table, from).await?;
+        let version = match (newest, from) {
+            (Some(v), _) => v,
+            (None, Some(v)) => v,
+            (None, None) => return Err(Error::TableNotFound(table)),
+        };
+        if let Some(m) = cached.filter(|m| m.version == version) {
+            return Ok(m);
+        }
+        let m = match self.load_version(&table, version).await {
+            Ok(m) => m,
+            // The hint pointed at a version GC removed: fall back to a full listing.
+            Err(Error::ObjectStore(object_store::Error::NotFound { .. })) if newest.is_none() => {
+                let v = self
+                    .newest_version_after(&table, None)
+                    .await?
+                    .ok_or_else(|| Error::TableNotFound(table.clone()))?;
+                self.load_version(&table, v).await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(self.remember(m))
+    }
+
+    /// The cached manifest without I/O, if this process has seen the table.
+    pub fn cached(&self, table: &str) -> Option<Arc<TableManifest>> {
+        self.latest.lock().ok()?.get(table).cloned()
+    }
+
+    /// One specific version.
+    pub async fn load_version(&self, table: &str, version: u64) -> Result<TableManifest> {
+        let path = paths::manifest_version(table, version);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        TableManifest::decode(&bytes, &format!("manifest {path}"))
+    }
+
+    /// All versions present in the store, ascending (a full LIST; for GC and tools).
+    pub async fn list_versions(&self, table: &str) -> Result<Vec<u64>> {
+        let mut versions: Vec<u64> = self
+            .store
+            .list(Some(&paths::manifest_dir(table)))
+            .try_filter_map(|m| async move { Ok(paths::parse_manifest_version(&m.location)) })
+            .try_collect()
+            .await?;
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Create a table (version 1). Returns the manifest and whether this call created it;
+    /// if the table exists the existing manifest is returned with `false`.
+    pub async fn create_table(&self, def: TableDef) -> Result<(Arc<TableManifest>, bool)> {
+        let mut def = def.validated()?;
+        if def.created_at_ms == 0 {
+            def.created_at_ms = now_ms();
+        }
+        let name = def.name.clone();
+        let mut m = TableManifest::new(def);
+        m.version = 1;
+        m.commit_id = uuid::Uuid::new_v4().to_string();
+        m.committed_at_ms = now_ms();
+        match self.put_version(&m).await? {
+            PutOutcome::Won => {
+                self.write_hint(&name, 1).await;
+                Ok((self.remember(m), true))
+            }
+            PutOutcome::Lost => Ok((self.load(&name).await?, false)),
+        }
+    }
+
+    /// Commit a change to `table`. `change` is applied to a copy of the newest state and may
+    /// be called several times (once per lost race); it must be deterministic given its input
+    /// and may refuse by returning an error (e.g. [`TableManifest::check_epoch`]).
+    pub async fn commit<F>(&self, table: &str, mut change: F) -> Result<Arc<TableManifest>>
+    where
+        F: FnMut(&mut TableManifest) -> Result<()>,
+    {
+        let table = validate_table_name(table)?;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let current = self.load(&table).await?;
+            let mut next = (*current).clone();
+            change(&mut next)?;
+            next.version = current.version + 1;
+            next.commit_id = uuid::Uuid::new_v4().to_string();
+            next.committed_at_ms = now_ms();
+            match self.put_version(&next).await? {
+                PutOutcome::Won => {
+                    self.write_hint(&table, next.version).await;
+                    return Ok(self.remember(next));
+                }
+                PutOutcome::Lost => {
+                    if attempt >= self.policy.max_attempts {
+                        return Err(Error::CommitConflict {
+                            table,
+                            attempts: attempt,
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                    let cap = self
+                        .policy
+                        .base_backoff
+                        .saturating_mul(1 << attempt.min(16))
+                        .min(self.policy.max_backoff);
+                    let sleep = rand::rng().random_range(Duration::ZERO..=cap);
+                    tokio::time::sleep(sleep).await;
+                }
+            }
+        }
+    }
+
+    /// Become the writer of `table`/`shard`: bump its epoch. Any older writer is fenced from
+    /// then on. Returns the new epoch and the manifest that holds it.
+    pub async fn claim_shard(&self, table: &str, shard: u32) -> Result<(u64, Arc<TableManifest>)> {
+        let m = self
+            .commit(table, |m| {
+                let s = m.shard_mut(shard)?;
+                s.epoch += 1;
+                Ok(())
+            })
+            .await?;
+        Ok((m.shard(shard)?.epoch, m))
+    }
+
+    async fn put_version(&self, m: &TableManifest) -> Result<PutOutcome> {
+        let path = paths::manifest_version(&m.table.name, m.version);
+        let body = m.encode()?;
+        let opts = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(&path, PutPayload::from(body), opts).await {
+            Ok(_) => Ok(PutOutcome::Won),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                // Either another committer won, or our own earlier attempt landed but its
+                // response was lost and a retry layer tried again: read it back to know.
+                match self.load_version(&m.table.name, m.version).await {
+                    Ok(existing) if existing.commit_id == m.commit_id => Ok(PutOutcome::Won),
+                    Ok(_) => Ok(PutOutcome::Lost),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                // Unknown outcome: the object may exist. Check before reporting failure.
+                match self.load_version(&m.table.name, m.version).await {
+                    Ok(existing) if existing.commit_id == m.commit_id => Ok(PutOutcome::Won),
+                    Ok(_) => Ok(PutOutcome::Lost),
+                    Err(_) => Err(Error::ObjectStore(e)),
+                }
+            }
+        }
+    }
+
+    async fn newest_version_after(&self, table: &str, after: Option<u64>) -> Result<Option<u64>> {
+        let dir = paths::manifest_dir(table);
+        let stream = match after {
+            Some(v) => self.store.list_with_offset(Some(&dir), &paths::manifest_version(table, v)),
+            None => self.store.list(Some(&dir)),
+        };
+        let newest = stream
+            .try_fold(None::<u64>, |acc, meta| async move {
+                Ok(match paths::parse_manifest_version(&meta.location) {
+                    Some(v) if after.is_none_or(|a| v > a) => Some(acc.map_or(v, |a| a.max(v))),
+                    _ => acc,
+                })
+            })
+            .await?;
+        Ok(newest)
+    }
+
+    async fn read_hint(&self, table: &str) -> Option<u64> {
+        let r = self.store.get(&paths::manifest_latest_hint(table)).await.ok()?;
+        let bytes = r.bytes().await.ok()?;
+        std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+    }
+
+    async fn write_hint(&self, table: &str, version: u64) {
+        let path: Path = paths::manifest_latest_hint(table);
+        if let Err(e) = self.store.put(&path, PutPayload::from(version.to_string())).await {
+            tracing::debug!(table, version, error = %e, "could not update the manifest hint");
+        }
+    }
+
+    fn remember(&self, m: TableManifest) -> Arc<TableManifest> {
+        let m = Arc::new(m);
+        if let Ok(mut latest) = self.latest.lock() {
+            let entry = latest.entry(m.table.name.clone()).or_insert_with(|| Arc::clone(&m));
+            if entry.version < m.version {
+                *entry = Arc::clone(&m);
+            }
+        }
+        m
+    }
+}
+
+enum PutOutcome {
+    Won,
+    Lost,
+}
