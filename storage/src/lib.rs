@@ -23,6 +23,7 @@ pub mod paths;
 mod s3;
 pub mod segment;
 pub mod store;
+pub mod wal;
 
 pub use catalog::{Catalog, CommitPolicy};
 pub use error::{Error, Result};
