@@ -20,6 +20,7 @@ pub mod error;
 pub mod gc;
 pub mod manifest;
 pub mod paths;
+mod prefix;
 mod s3;
 pub mod segment;
 pub mod store;

@@ -45,7 +45,7 @@ pub(crate) async fn ensure_bucket(
                 None => {
                     return Err(Error::Unavailable(format!(
                         "cannot reach the S3 endpoint {where_}: {}; is the server running? (`minio/s3.sh start` starts a local one)",
-                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                        crate::store::one_line(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
                     )));
                 }
             }
@@ -60,7 +60,7 @@ pub(crate) async fn ensure_bucket(
             }
             Err(Error::Unavailable(format!(
                 "cannot create bucket `{bucket}` at {where_}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&e)
+                crate::store::one_line(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
             )))
         }
     }

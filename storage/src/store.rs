@@ -6,7 +6,8 @@
 //! | `s3://bucket/prefix` | [`AmazonS3`](object_store::aws::AmazonS3), configured from [`S3Options`] and `AWS_*` |
 //! | `memory://` | [`InMemory`], for unit tests |
 //!
-//! Every store is wrapped in a [`PrefixStore`] so the rest of Strata uses paths relative to
+//! Every store is rooted at its prefix (for S3 a prefix store that also strips the prefix
+//! from the metadata reads return) so the rest of Strata uses paths relative to
 //! the root it was given. For S3 the bucket is created if missing (with aws-sdk-s3, which
 //! object_store cannot do). [`verify_conditional_writes`] proves at startup that the store
 //! honours If-None-Match and If-Match, because commits are only safe if it does.
@@ -17,11 +18,11 @@ use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::prefix::Prefixed;
 
 /// S3 connection settings. Unset fields fall back to the standard `AWS_*` environment
 /// variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -217,7 +218,7 @@ pub async fn open_store(url: &StoreUrl, opts: &S3Options) -> Result<Arc<dyn Obje
             if prefix.is_empty() {
                 Ok(Arc::new(s3))
             } else {
-                Ok(Arc::new(PrefixStore::new(s3, Path::from(prefix.as_str()))))
+                Ok(Arc::new(Prefixed::new(s3, Path::from(prefix.as_str()))))
             }
         }
     }
@@ -285,10 +286,18 @@ pub async fn verify_conditional_writes(store: &dyn ObjectStore, url: &StoreUrl) 
 fn classify_unreachable(e: object_store::Error, url: &StoreUrl) -> Error {
     match e {
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            Error::Config(format!("access to {url} was refused ({e}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"))
+            Error::Config(format!(
+                "access to {url} was refused ({}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+                one_line(&e.to_string())
+            ))
         }
-        other => Error::Unavailable(format!("cannot write to {url}: {other}")),
+        other => Error::Unavailable(format!("cannot write to {url}: {}", one_line(&other.to_string()))),
     }
+}
+
+/// An error text on one line: S3 errors quote the server's XML body, newlines included.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
