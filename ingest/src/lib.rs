@@ -22,4 +22,6 @@ pub mod shard;
 pub use config::IngestConfig;
 pub use error::{Error, Result};
 pub use node::{Durability, IngestNode, ShardOffsets, Write, WriteResult};
+pub use metrics::IngestMetrics;
 pub use schema::CreateOptions;
+pub use shard::Budget;

@@ -69,17 +69,25 @@ pub struct IngestNode {
 }
 
 impl IngestNode {
+    /// A node with its own metrics (registered in `registry`) and memory budget.
     pub fn new(catalog: Catalog, cfg: IngestConfig, registry: &prometheus::Registry) -> Result<Self> {
         let metrics = IngestMetrics::new(registry).map_err(|e| Error::InvalidInput(format!("metrics: {e}")))?;
-        Ok(Self {
+        let budget = Arc::new(Budget::new(cfg.max_node_bytes));
+        Ok(Self::with_shared(catalog, Arc::new(cfg), metrics, budget))
+    }
+
+    /// A node sharing metrics and the memory budget with others in the process (one per
+    /// tenant: each tenant has its own catalog, the process one memory limit).
+    pub fn with_shared(catalog: Catalog, cfg: Arc<IngestConfig>, metrics: IngestMetrics, budget: Arc<Budget>) -> Self {
+        Self {
             catalog,
-            budget: Arc::new(Budget::new(cfg.max_node_bytes)),
-            cfg: Arc::new(cfg),
+            budget,
+            cfg,
             metrics,
             writer_id: uuid_like(),
             shards: Mutex::new(HashMap::new()),
             rotate: AtomicU32::new(0),
-        })
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -226,7 +234,20 @@ impl IngestNode {
 
         // Route rows to shards.
         let ring = HashRing::for_shards(def.num_shards);
-        let fallback = self.rotate.fetch_add(1, Ordering::Relaxed) % def.num_shards;
+        // Tables without a shard key spread whole writes over the shards this node owns.
+        let owned: Vec<u32> = (0..def.num_shards).filter(|s| self.cfg.owns(*s)).collect();
+        // An idempotent producer's writes always land on the same shard, so a retry meets
+        // the sequence number it must be checked against.
+        let fallback = match owned.len() {
+            0 => 0,
+            n => {
+                let pick = match &w.producer {
+                    Some((id, _)) => xxhash_rust::xxh3::xxh3_64(id.as_bytes()) as usize,
+                    None => self.rotate.fetch_add(1, Ordering::Relaxed) as usize,
+                };
+                owned[pick % n]
+            }
+        };
         let mut per_shard: std::collections::BTreeMap<u32, Vec<RecordBatch>> = Default::default();
         for b in &conformed {
             for (s, part) in partition_by_shard(b, def.shard_key.as_deref(), &ring, fallback)? {

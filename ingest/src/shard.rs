@@ -725,6 +725,7 @@ impl FlushJob {
                 max_offset: enc.max_offset,
                 columns: enc.columns,
                 level: 0,
+                deletes_applied: 0,
                 created_at_ms: chrono_ms(),
             })
         };

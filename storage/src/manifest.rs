@@ -130,6 +130,10 @@ pub struct SegmentMeta {
     pub columns: BTreeMap<String, ColumnStats>,
     /// 0 for flushed segments, +1 per compaction.
     pub level: u32,
+    /// Highest [`DeleteRule::id`] already applied physically to this segment's rows
+    /// (0: none). Rules with a higher id still filter it at query time.
+    #[serde(default)]
+    pub deletes_applied: u64,
     pub created_at_ms: i64,
 }
 

@@ -226,6 +226,7 @@ fn segment_meta(path: &Path, shard: u32, enc: &EncodedSegment) -> SegmentMeta {
         max_offset: enc.max_offset,
         columns: enc.columns.clone(),
         level: 0,
+        deletes_applied: 0,
         created_at_ms: chrono_now_ms(),
     }
 }
@@ -243,6 +244,7 @@ fn fake_segment(table: &str, shard: u32, name: &str, offset: u64) -> SegmentMeta
         max_offset: offset,
         columns: Default::default(),
         level: 0,
+        deletes_applied: 0,
         created_at_ms: 0,
     }
 }

@@ -1,0 +1,258 @@
+//! The `strata` command line. Every flag also reads `STRATA_<NAME>` from the environment
+//! and overrides the same key of the `--config` TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a log and SQL database on object storage",
+    long_about = "Strata stores tables and logs as Parquet in an S3-compatible bucket (or a local \
+folder) and answers SQL over Arrow Flight SQL.\n\n`strata serve` runs every role in one process on \
+./data. `strata gateway|compute|ingest|compact` run one role each, for a cluster."
+)]
+pub struct Cli {
+    /// TOML configuration file; flags and STRATA_* variables override its keys.
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, global = true, env = "STRATA_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role (gateway, ingest, compute, compaction) in one process.
+    Serve(ServeArgs),
+    /// Run the gateway: Flight SQL front door routing to compute and ingest nodes.
+    Gateway(GatewayArgs),
+    /// Run a query node serving Flight SQL to gateways.
+    Compute(NodeArgs),
+    /// Run an ingest node (shard writers); with FILE arguments, load files through a gateway.
+    Ingest(IngestArgs),
+    /// Run compaction, retention and garbage collection.
+    Compact(CompactArgs),
+    /// SQL shell against a gateway, or run statements with -e.
+    Sql(SqlArgs),
+    /// Show the cluster as the gateway sees it: nodes, health, breakers, tables.
+    Status(ClientArgs),
+    /// Print the effective configuration (secrets masked).
+    Config(ServeArgs),
+}
+
+/// Flags shared by every server role.
+#[derive(Debug, Clone, Args, Default)]
+pub struct NodeArgs {
+    /// Local folder for the embedded store and the cache [default: ./data]
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL: file:///path, s3://bucket/prefix, memory:// [default: <data-dir>/store]
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// gRPC address (Flight SQL and ingest) [default: 127.0.0.1:50051]
+    #[arg(long, env = "STRATA_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP address (health, metrics, JSON ingest) [default: 127.0.0.1:8080]
+    #[arg(long, env = "STRATA_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// TOML file with bearer tokens ([[tokens]] token, tenant, scopes); enables auth
+    #[arg(long, env = "STRATA_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// SSD cache folder [default: <data-dir>/cache]
+    #[arg(long, env = "STRATA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory cache tier in bytes [default: 268435456]
+    #[arg(long, env = "STRATA_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<usize>,
+    /// SSD cache tier in bytes [default: 4294967296]
+    #[arg(long, env = "STRATA_CACHE_DISK_BYTES")]
+    pub cache_disk_bytes: Option<usize>,
+    /// Group commit window of shard writers in milliseconds [default: 25]
+    #[arg(long, env = "STRATA_GROUP_COMMIT_MS")]
+    pub group_commit_ms: Option<u64>,
+    /// Flush memtables older than this many seconds [default: 10]
+    #[arg(long, env = "STRATA_FLUSH_AGE_SECS")]
+    pub flush_age_secs: Option<u64>,
+    /// Shards of tables created on first write [default: 4]
+    #[arg(long, env = "STRATA_DEFAULT_SHARDS")]
+    pub default_shards: Option<u32>,
+    /// Largest write request in bytes [default: 67108864]
+    #[arg(long, env = "STRATA_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<usize>,
+    /// Memory limit per query in bytes [default: 536870912]
+    #[arg(long, env = "STRATA_QUERY_MEMORY_LIMIT")]
+    pub query_memory_limit: Option<usize>,
+    /// Query timeout in seconds [default: 60]
+    #[arg(long, env = "STRATA_QUERY_TIMEOUT_SECS")]
+    pub query_timeout_secs: Option<u64>,
+    /// Listen on non-loopback addresses even without auth
+    #[arg(long, env = "STRATA_ALLOW_INSECURE_PUBLIC")]
+    pub allow_insecure_public: bool,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Seconds between compaction passes [default: 60]
+    #[arg(long, env = "STRATA_COMPACTION_INTERVAL_SECS")]
+    pub compaction_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Compute nodes, comma separated host:port[*weight]
+    #[arg(long, env = "STRATA_COMPUTE_NODES", value_delimiter = ',')]
+    pub compute_nodes: Vec<String>,
+    /// Ingest nodes, comma separated host:port, in node-index order
+    #[arg(long, env = "STRATA_INGEST_NODES", value_delimiter = ',')]
+    pub ingest_nodes: Vec<String>,
+    /// Query routing: round-robin, least-outstanding, weighted, cache-affinity [default: least-outstanding]
+    #[arg(long, env = "STRATA_POLICY")]
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// This node's index among the ingest nodes [default: 0]
+    #[arg(long, env = "STRATA_NODE_INDEX")]
+    pub node_index: Option<u32>,
+    /// Number of ingest nodes [default: 1]
+    #[arg(long, env = "STRATA_NODE_COUNT")]
+    pub node_count: Option<u32>,
+    /// Files to load (CSV, JSON lines, Parquet) through a gateway instead of running the role
+    pub files: Vec<PathBuf>,
+    /// Table to load FILEs into [default: the file name without extension]
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Gateway to load FILEs through
+    #[arg(long, env = "STRATA_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    pub gateway: String,
+    /// Bearer token for the gateway
+    #[arg(long, env = "STRATA_TOKEN")]
+    pub token: Option<String>,
+    /// Rows per batch sent when loading FILEs
+    #[arg(long, default_value_t = 65536)]
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Run one pass and exit
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Gateway address
+    #[arg(long, env = "STRATA_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    pub gateway: String,
+    /// Bearer token
+    #[arg(long, env = "STRATA_TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Run these statements and exit (separate several with `;`)
+    #[arg(short = 'e', long)]
+    pub execute: Option<String>,
+    /// Output format
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+impl NodeArgs {
+    /// Apply flags over `s` (which holds defaults and the file's values).
+    pub fn apply(&self, s: &mut Settings) -> Result<(), String> {
+        if let Some(v) = &self.data_dir {
+            s.node.data_dir = v.clone();
+        }
+        if let Some(v) = &self.object_store {
+            s.storage.object_store = Some(v.clone());
+        }
+        if let Some(v) = self.grpc_addr {
+            s.node.grpc_addr = v;
+        }
+        if let Some(v) = self.http_addr {
+            s.node.http_addr = v;
+        }
+        if let Some(p) = &self.auth_tokens_file {
+            s.gateway.auth = strata_gateway::auth::AuthConfig::from_toml_file(p).map_err(|e| e.to_string())?;
+        }
+        if let Some(v) = &self.cache_dir {
+            s.query.cache_dir = Some(v.clone());
+        }
+        if let Some(v) = self.cache_memory_bytes {
+            s.query.cache_memory_bytes = Some(v);
+        }
+        if let Some(v) = self.cache_disk_bytes {
+            s.query.cache_disk_bytes = Some(v);
+        }
+        if let Some(v) = self.group_commit_ms {
+            s.ingest.group_commit_ms = Some(v);
+        }
+        if let Some(v) = self.flush_age_secs {
+            s.ingest.flush_age_secs = Some(v);
+        }
+        if let Some(v) = self.default_shards {
+            s.ingest.default_shards = Some(v);
+        }
+        if let Some(v) = self.max_batch_bytes {
+            s.ingest.max_batch_bytes = Some(v);
+            s.gateway.flight.max_ingest_bytes = v;
+        }
+        if let Some(v) = self.query_memory_limit {
+            s.query.memory_limit_bytes = Some(v);
+        }
+        if let Some(v) = self.query_timeout_secs {
+            s.query.timeout_secs = Some(v);
+        }
+        if self.allow_insecure_public {
+            s.node.allow_insecure_public = true;
+        }
+        Ok(())
+    }
+}
+
+/// Defaults, then the config file, then flags.
+pub fn load_settings(config: Option<&std::path::Path>, node: &NodeArgs) -> Result<Settings, String> {
+    let mut s = match config {
+        Some(p) => Settings::from_file(p)?,
+        None => Settings::default(),
+    };
+    node.apply(&mut s)?;
+    Ok(s)
+}

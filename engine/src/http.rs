@@ -1,0 +1,239 @@
+//! HTTP on every process: `/healthz`, `/readyz`, `/metrics` (Prometheus text), and on roles
+//! that accept writes `POST /v1/ingest/{table}` with newline-delimited JSON.
+//!
+//! JSON ingest query parameters: `on_error=reject|dead_letter` (default reject: the first bad
+//! line fails the request and nothing is stored; `dead_letter` stores the good lines and
+//! appends each bad one, with its line number and error, to `<table>__rejected`),
+//! `durability=durable|buffered`, `producer_id` + `sequence` (idempotent producer),
+//! `time_column`, `shard_key`, `shards` (used when the write creates the table).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use strata_gateway::auth::{Authenticator, Scope};
+use strata_gateway::{BackendError, Caller, Durability, ErrorKind, IngestBackend, WriteRequest};
+use tonic::metadata::MetadataMap;
+
+use crate::tenants::Tenants;
+
+/// What the HTTP server needs.
+#[derive(Clone)]
+pub struct HttpState {
+    pub registry: prometheus::Registry,
+    pub ready: Arc<AtomicBool>,
+    pub auth: Arc<Authenticator>,
+    /// Present on roles that accept writes (serve, gateway, ingest).
+    pub ingest: Option<Arc<dyn IngestBackend>>,
+    /// Catalog access to read a table's schema for JSON decoding.
+    pub tenants: Option<Arc<Tenants>>,
+    pub max_body_bytes: usize,
+    /// The role, for `/v1/status`.
+    pub role: &'static str,
+    /// Nodes as this process sees them (gateway role), for `/v1/status`.
+    pub cluster: Option<ClusterFn>,
+}
+
+/// A snapshot of the nodes a gateway talks to.
+pub type ClusterFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+pub fn router(state: HttpState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/ingest/{table}", post(ingest_json))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let families = s.registry.gather();
+    let mut out = String::new();
+    match prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], out).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn status(State(s): State<HttpState>) -> Response {
+    let mut tables = Vec::new();
+    if let Some(tenants) = &s.tenants
+        && let Ok(known) = tenants.known().await
+    {
+        for t in known {
+            let Ok(catalog) = tenants.catalog(t.as_deref()).await else { continue };
+            for name in catalog.list_tables().await.unwrap_or_default() {
+                if let Ok(m) = catalog.load(&name).await {
+                    tables.push(json!({
+                        "tenant": t.clone().unwrap_or_else(|| "default".into()),
+                        "table": name,
+                        "shards": m.table.num_shards,
+                        "segments": m.segments.len(),
+                        "rows": m.total_rows(),
+                        "bytes": m.total_bytes(),
+                        "version": m.version,
+                        "retention_secs": m.table.retention_secs,
+                        "delete_rules": m.deletes.len(),
+                    }));
+                }
+            }
+        }
+    }
+    let mut out = json!({ "role": s.role, "tables": tables });
+    if let Some(c) = &s.cluster {
+        out["nodes"] = c();
+    }
+    if let Some((used, limit)) = s.tenants.as_ref().and_then(|t| t.ingest_buffered()) {
+        out["ingest"] = json!({ "buffered_bytes": used, "limit_bytes": limit });
+    }
+    axum::Json(out).into_response()
+}
+
+fn error_response(e: &BackendError) -> Response {
+    let code = match e.kind {
+        ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Aborted => StatusCode::CONFLICT,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut resp = (code, axum::Json(json!({ "error": e.message }))).into_response();
+    if let Some(after) = e.retry_after {
+        let secs = after.as_secs().max(1).to_string();
+        if let Ok(v) = secs.parse() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+fn status_error(s: tonic::Status) -> BackendError {
+    let kind = match s.code() {
+        tonic::Code::Unauthenticated => ErrorKind::Unauthenticated,
+        tonic::Code::PermissionDenied => ErrorKind::PermissionDenied,
+        tonic::Code::ResourceExhausted => ErrorKind::ResourceExhausted,
+        _ => ErrorKind::InvalidArgument,
+    };
+    BackendError::new(kind, s.message().to_string())
+}
+
+async fn ingest_json(
+    State(s): State<HttpState>,
+    Path(table): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match ingest_json_inner(&s, &table, &q, headers, &body).await {
+        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn ingest_json_inner(
+    s: &HttpState,
+    table: &str,
+    q: &HashMap<String, String>,
+    headers: HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, BackendError> {
+    let invalid = |m: String| BackendError::new(ErrorKind::InvalidArgument, m);
+    let (Some(ingest), Some(tenants)) = (&s.ingest, &s.tenants) else {
+        return Err(BackendError::new(ErrorKind::FailedPrecondition, "this node does not accept writes"));
+    };
+    let principal = s.auth.authenticate(&MetadataMap::from_headers(headers)).map_err(status_error)?;
+    principal.require(Scope::Write, "JSON ingest").map_err(status_error)?;
+    let caller: Caller = principal.caller(uuid::Uuid::new_v4().to_string());
+    let keep_going = match q.get("on_error").map(String::as_str) {
+        None | Some("reject") => false,
+        Some("dead_letter") => true,
+        Some(other) => return Err(invalid(format!("on_error must be `reject` or `dead_letter`, not `{other}`"))),
+    };
+    let durability: Durability = q.get("durability").map_or(Ok(Durability::Durable), |d| d.parse())?;
+    let producer = match (q.get("producer_id"), q.get("sequence")) {
+        (Some(p), Some(seq)) => Some((p.clone(), seq.parse::<u64>().map_err(|_| invalid(format!("sequence `{seq}` is not a number")))?)),
+        (None, None) => None,
+        _ => return Err(invalid("producer_id and sequence go together".into())),
+    };
+    let table = strata_storage::manifest::validate_table_name(table).map_err(|e| invalid(e.to_string()))?;
+    let catalog = tenants.catalog(caller.tenant.as_deref()).await?;
+    let schema = match catalog.load(&table).await {
+        Ok(m) => m.table.schema_ref(),
+        Err(strata_storage::Error::TableNotFound(_)) => {
+            strata_ingest::json::infer_schema(body, q.get("time_column").map(String::as_str)).map_err(crate::errors::from_ingest)?
+        }
+        Err(e) => return Err(crate::errors::from_storage(&e)),
+    };
+    let decoded = strata_ingest::json::decode(body, &schema, keep_going).map_err(crate::errors::from_ingest)?;
+    let mut rows = 0;
+    let mut shards = Vec::new();
+    if let Some(batch) = decoded.batch {
+        let ack = ingest
+            .write(WriteRequest {
+                caller: caller.clone(),
+                table: table.clone(),
+                batches: vec![batch],
+                producer: producer.clone(),
+                durability,
+                timeout: None,
+            })
+            .await?;
+        rows = ack.rows;
+        shards = ack
+            .shards
+            .iter()
+            .map(|a| json!({"shard": a.shard, "first_offset": a.first_offset, "last_offset": a.last_offset}))
+            .collect();
+    }
+    if !decoded.bad.is_empty() {
+        let dl = strata_ingest::json::dead_letter_batch(&decoded.bad).map_err(crate::errors::from_ingest)?;
+        ingest
+            .write(WriteRequest {
+                caller,
+                table: format!("{table}__rejected"),
+                batches: vec![dl],
+                producer: None,
+                durability: Durability::Durable,
+                timeout: None,
+            })
+            .await?;
+    }
+    Ok(json!({
+        "table": table,
+        "rows": rows,
+        "rejected": decoded.bad.len(),
+        "rejected_lines": decoded.bad.iter().map(|b| json!({"line": b.line, "error": b.error})).collect::<Vec<_>>(),
+        "shards": shards,
+    }))
+}
+
+/// Serve `router` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

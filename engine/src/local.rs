@@ -1,0 +1,383 @@
+//! The engine's implementations of the gateway's backend traits over the local roles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_gateway::remote::{ShardResolver, TableLayout};
+use strata_gateway::{
+    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest, ShardAck, WriteAck,
+    WriteRequest,
+};
+use strata_ingest::Write;
+
+use crate::errors::{from_ingest, from_storage};
+use crate::tenants::Tenants;
+
+/// Writes go to this process's shard writers; log reads come from the bucket.
+pub struct LocalIngest {
+    pub tenants: Arc<Tenants>,
+    /// How often a tail polls for new records.
+    pub tail_poll: Duration,
+}
+
+#[async_trait::async_trait]
+impl IngestBackend for LocalIngest {
+    async fn write(&self, req: WriteRequest) -> Result<WriteAck, BackendError> {
+        let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
+        let node = t
+            .ingest
+            .as_ref()
+            .ok_or_else(|| BackendError::new(ErrorKind::FailedPrecondition, "this node runs no shard writers"))?;
+        let r = node
+            .write(Write {
+                table: req.table,
+                batches: req.batches,
+                producer: req.producer,
+                durability: match req.durability {
+                    Durability::Buffered => strata_ingest::Durability::Buffered,
+                    Durability::Durable => strata_ingest::Durability::Durable,
+                },
+                create: Default::default(),
+            })
+            .await
+            .map_err(from_ingest)?;
+        Ok(WriteAck {
+            rows: r.rows,
+            shards: r
+                .shards
+                .into_iter()
+                .map(|s| ShardAck {
+                    shard: s.shard,
+                    first_offset: s.first_offset,
+                    last_offset: s.last_offset,
+                })
+                .collect(),
+            duplicate: r.duplicate,
+        })
+    }
+
+    async fn read_log(&self, req: LogRequest) -> Result<BatchStream, BackendError> {
+        let catalog = self.tenants.catalog(req.caller.tenant.as_deref()).await?;
+        let max_rows = req.max_rows.clamp(1, 1_000_000);
+        // Fail fast on a bad table or shard before starting the stream.
+        let m = catalog.load(&req.table).await.map_err(|e| from_storage(&e))?;
+        m.shard(req.shard).map_err(|e| from_storage(&e))?;
+        let table = req.table.clone();
+        let shard = req.shard;
+        let poll = self.tail_poll;
+        let follow = req.follow;
+        // State: (next offset, done). The stream is owned by the caller; dropping it stops the tail.
+        let stream = futures::stream::unfold((req.from_offset, false), move |(from, done)| {
+            let catalog = catalog.clone();
+            let table = table.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match strata_ingest::log::read_log(&catalog, &table, shard, from, max_rows).await {
+                        Ok(b) if b.num_rows() > 0 => {
+                            let next = from + b.num_rows() as u64;
+                            return Some((Ok(b), (next, !follow)));
+                        }
+                        Ok(b) => {
+                            if !follow {
+                                return Some((Ok(b), (from, true)));
+                            }
+                            tokio::time::sleep(poll).await;
+                        }
+                        Err(e) => return Some((Err(from_ingest(e)), (from, true))),
+                    }
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}
+
+/// Tells a gateway how tables are sharded, from the manifest (cached by the catalog).
+pub struct CatalogResolver {
+    pub tenants: Arc<Tenants>,
+}
+
+#[async_trait::async_trait]
+impl ShardResolver for CatalogResolver {
+    async fn layout(&self, caller: &Caller, table: &str) -> Result<Option<TableLayout>, BackendError> {
+        let catalog = self.tenants.catalog(caller.tenant.as_deref()).await?;
+        let m = match catalog.cached(table) {
+            Some(m) => m,
+            None => match catalog.load(table).await {
+                Ok(m) => m,
+                Err(strata_storage::Error::TableNotFound(_)) => return Ok(None),
+                Err(e) => return Err(from_storage(&e)),
+            },
+        };
+        Ok(Some(TableLayout {
+            num_shards: m.table.num_shards,
+            shard_key: m.table.shard_key.clone(),
+        }))
+    }
+}
+
+/// What every tenant's query engine shares in a process: the cache and the settings.
+#[derive(Clone)]
+pub struct QueryShared {
+    cache: Arc<strata_compute::cache::CachedStore>,
+    config: strata_compute::QueryConfig,
+    registry: prometheus::Registry,
+}
+
+impl QueryShared {
+    /// Open the tiered cache over `store`.
+    pub async fn open(
+        s: &crate::settings::Settings,
+        store: Arc<dyn object_store::ObjectStore>,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, String> {
+        let config = s.query_config();
+        let cache = strata_compute::cache::CachedStore::open(store, &strata_compute::cache::CacheOptions::from_config(&config), registry)
+            .await
+            .map_err(|e| format!("cannot open the cache: {e}"))?;
+        Ok(Self {
+            cache: Arc::new(cache),
+            config,
+            registry: registry.clone(),
+        })
+    }
+
+    /// The bucket as queries see it: through the cache.
+    pub fn cached_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        Arc::clone(&self.cache) as _
+    }
+
+    /// A query engine over one tenant's catalog.
+    pub fn engine(&self, catalog: strata_storage::Catalog) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
+        strata_compute::QueryEngine::new(catalog, self.config.clone(), &self.registry)
+    }
+
+    /// Flush the SSD tier so the cache is warm after a restart.
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::warn!(error = %e, "cache close failed");
+        }
+    }
+}
+
+/// SQL over this process's query engines; `CREATE TABLE` and `DELETE` go to the catalog.
+pub struct LocalQuery {
+    pub tenants: Arc<Tenants>,
+}
+
+fn count_batch(n: u64) -> Result<(arrow::datatypes::SchemaRef, arrow::array::RecordBatch), BackendError> {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "count",
+        arrow::datatypes::DataType::UInt64,
+        false,
+    )]));
+    let b = arrow::array::RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(arrow::array::UInt64Array::from(vec![n]))],
+    )
+    .map_err(|e| BackendError::new(ErrorKind::Internal, e.to_string()))?;
+    Ok((schema, b))
+}
+
+fn params_to_scalars(
+    params: Option<&arrow::array::RecordBatch>,
+) -> Result<Option<Vec<datafusion::scalar::ScalarValue>>, BackendError> {
+    let Some(p) = params else { return Ok(None) };
+    if p.num_rows() == 0 {
+        return Ok(None);
+    }
+    p.columns()
+        .iter()
+        .map(|c| {
+            datafusion::scalar::ScalarValue::try_from_array(c, 0)
+                .map_err(|e| BackendError::new(ErrorKind::InvalidArgument, format!("bad parameter: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+impl LocalQuery {
+    async fn ddl(
+        &self,
+        caller: &Caller,
+        kind: strata_compute::StatementKind,
+    ) -> Result<Option<arrow::array::RecordBatch>, BackendError> {
+        use strata_compute::StatementKind as K;
+        let t = self.tenants.get(caller.tenant.as_deref()).await?;
+        match kind {
+            K::Query | K::Other => Ok(None),
+            K::CreateTable(spec) => {
+                let unknown: Vec<&String> = spec
+                    .options
+                    .keys()
+                    .filter(|k| !["time_column", "shard_key", "num_shards", "retention", "bloom_columns"].contains(&k.as_str()))
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(BackendError::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "unknown table options {unknown:?}; known: time_column, shard_key, num_shards, retention, bloom_columns"
+                        ),
+                    ));
+                }
+                let fields: Vec<_> = spec.columns.iter().map(|c| c.to_field()).collect();
+                let schema = arrow::datatypes::Schema::new(fields);
+                let time_column = spec.time_column.clone().or_else(|| {
+                    ["ts", "time", "timestamp"]
+                        .iter()
+                        .find(|c| {
+                            schema
+                                .field_with_name(c)
+                                .is_ok_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _)))
+                        })
+                        .map(|c| c.to_string())
+                });
+                let default_shards = t.ingest.as_ref().map_or(4, |n| n.config().default_shards);
+                let def = strata_storage::TableDef {
+                    name: spec.name.clone(),
+                    schema,
+                    time_column,
+                    shard_key: spec.shard_key.clone(),
+                    num_shards: spec.num_shards.unwrap_or(default_shards),
+                    retention_secs: spec.retention.map(|d| d.as_secs()),
+                    bloom_columns: spec.bloom_columns.clone(),
+                    created_at_ms: 0,
+                };
+                let (_, created) = t.catalog.create_table(def).await.map_err(|e| from_storage(&e))?;
+                if !created && !spec.if_not_exists {
+                    return Err(BackendError::new(
+                        ErrorKind::AlreadyExists,
+                        format!("table `{}` already exists (use CREATE TABLE IF NOT EXISTS)", spec.name),
+                    ));
+                }
+                Ok(Some(count_batch(0)?.1))
+            }
+            K::Delete { table, predicate_sql } => {
+                let predicate = predicate_sql.unwrap_or_else(|| "true".to_string());
+                let m = t.catalog.load(&table).await.map_err(|e| from_storage(&e))?;
+                // Count what the rule hides now (also validates the predicate).
+                let matched = match &t.query {
+                    Some(q) => {
+                        let sql = format!("SELECT count(*) FROM {table} WHERE {predicate}");
+                        let r = q
+                            .execute(&sql, &strata_compute::QueryContext::default())
+                            .await
+                            .map_err(crate::errors::from_compute)?;
+                        let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(r.stream)
+                            .await
+                            .map_err(|e| BackendError::new(ErrorKind::InvalidArgument, e.to_string()))?;
+                        batches
+                            .first()
+                            .and_then(|b| arrow::array::AsArray::as_primitive_opt::<arrow::datatypes::Int64Type>(b.column(0)))
+                            .map_or(0, |a| a.value(0) as u64)
+                    }
+                    None => 0,
+                };
+                // The rule covers every row acknowledged so far: offsets below each shard's end.
+                let mut below = std::collections::BTreeMap::new();
+                for s in 0..m.table.num_shards {
+                    below.insert(s, shard_end_offset(&t.catalog, &m, s).await?);
+                }
+                let pred = predicate.clone();
+                t.catalog
+                    .commit(&table, |m| {
+                        let id = m.next_delete_id;
+                        m.next_delete_id += 1;
+                        m.deletes.push(strata_storage::DeleteRule {
+                            id,
+                            predicate: pred.clone(),
+                            below_offsets: below.clone(),
+                            created_at_ms: std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64),
+                        });
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| from_storage(&e))?;
+                Ok(Some(count_batch(matched)?.1))
+            }
+        }
+    }
+}
+
+/// The offset after the last acknowledged record of a shard (WAL included).
+async fn shard_end_offset(
+    catalog: &strata_storage::Catalog,
+    m: &strata_storage::TableManifest,
+    shard: u32,
+) -> Result<u64, BackendError> {
+    use object_store::ObjectStoreExt;
+    let st = m.shard(shard).map_err(|e| from_storage(&e))?;
+    let mut end = st.flushed_offset;
+    let entries = strata_storage::wal::list(catalog.store().as_ref(), &m.table.name, shard, st.flushed_wal_seq)
+        .await
+        .map_err(|e| from_storage(&e))?;
+    for (_, meta) in entries.iter().rev() {
+        let Ok(r) = catalog.store().get(&meta.location).await else { continue };
+        let Ok(bytes) = r.bytes().await else { continue };
+        if let Ok(e) = strata_storage::wal::decode(&bytes) {
+            end = end.max(e.header.first_offset + e.header.rows);
+            break;
+        }
+    }
+    Ok(end)
+}
+
+#[async_trait::async_trait]
+impl strata_gateway::QueryBackend for LocalQuery {
+    async fn execute(
+        &self,
+        req: strata_gateway::QueryRequest,
+    ) -> Result<(arrow::datatypes::SchemaRef, BatchStream), BackendError> {
+        let kind = strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)?;
+        if let Some(b) = self.ddl(&req.caller, kind).await? {
+            let schema = b.schema();
+            return Ok((schema, futures::stream::iter(vec![Ok(b)]).boxed()));
+        }
+        let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
+        let q = t
+            .query
+            .as_ref()
+            .ok_or_else(|| BackendError::new(ErrorKind::FailedPrecondition, "this node runs no query engine; send SQL to a gateway or compute node"))?;
+        let ctx = strata_compute::QueryContext {
+            tenant: req.caller.tenant.clone(),
+            timeout: req.timeout,
+            params: params_to_scalars(req.params.as_ref())?,
+        };
+        let r = q.execute(&req.sql, &ctx).await.map_err(crate::errors::from_compute)?;
+        let stream = r
+            .stream
+            .map(|b| b.map_err(|e| crate::errors::from_compute(strata_compute::Error::from(e))));
+        Ok((r.schema, stream.boxed()))
+    }
+
+    async fn schema(&self, req: strata_gateway::QueryRequest) -> Result<arrow::datatypes::SchemaRef, BackendError> {
+        use strata_compute::StatementKind as K;
+        match strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)? {
+            K::CreateTable(_) | K::Delete { .. } => Ok(count_batch(0)?.0),
+            _ => {
+                let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
+                let q = t.query.as_ref().ok_or_else(|| {
+                    BackendError::new(ErrorKind::FailedPrecondition, "this node runs no query engine")
+                })?;
+                q.plan_schema(&req.sql).await.map_err(crate::errors::from_compute)
+            }
+        }
+    }
+
+    async fn list_tables(&self, caller: &Caller) -> Result<Vec<(String, arrow::datatypes::SchemaRef)>, BackendError> {
+        let t = self.tenants.get(caller.tenant.as_deref()).await?;
+        let mut out = Vec::new();
+        for name in t.catalog.list_tables().await.map_err(|e| from_storage(&e))? {
+            if let Ok(m) = t.catalog.load(&name).await {
+                out.push((name, m.table.schema_ref()));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,193 @@
+//! Shared helpers of the end-to-end tests: real `strata` processes on 127.0.0.1 ports, the
+//! real S3 server from `./minio/with-s3.sh`, and Flight clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow_flight::FlightClient;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+/// The S3 URL for this test (a unique prefix), failing loudly without the S3 server.
+pub fn s3_url(test: &str) -> String {
+    let base = std::env::var("STRATA_TEST_S3_URL").unwrap_or_else(|_| {
+        panic!(
+            "STRATA_TEST_S3_URL is not set: this test needs the local S3 server. \
+             Run the tests with ./minio/with-s3.sh cargo test --workspace"
+        )
+    });
+    format!("{}/{test}-{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `strata` process; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub grpc: String,
+    pub http: String,
+    pub grpc_port: u16,
+    pub http_port: u16,
+}
+
+impl Proc {
+    /// Start `strata <args...> --grpc-addr .. --http-addr ..` and wait until it is ready.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::start_on(args, env, free_port(), free_port())
+    }
+
+    pub fn start_on(args: &[&str], env: &[(&str, &str)], grpc_port: u16, http_port: u16) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(args)
+            .arg("--grpc-addr")
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .env("STRATA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start strata");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("strata ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = child.kill();
+            panic!("strata {args:?} did not become ready within 120 s");
+        }
+        Proc {
+            child,
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            grpc_port,
+            http_port,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("strata did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("connect")
+}
+
+pub async fn sql_client(url: &str) -> FlightSqlServiceClient<Channel> {
+    FlightSqlServiceClient::new(channel(url).await)
+}
+
+/// Run a query and collect its batches.
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+    let mut out = Vec::new();
+    for ep in info.endpoint {
+        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("no ticket"))?;
+        let stream = client.do_get(ticket).await.map_err(to_status)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
+        out.extend(batches);
+    }
+    Ok(out)
+}
+
+pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => tonic::Status::unknown(other.to_string()),
+    }
+}
+
+/// One i64/u64 value from the first column of the first row.
+pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
+    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).expect("cast");
+    arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&c).value(0)
+}
+
+/// DoPut `batch` into `table` with optional idempotent producer headers.
+pub async fn put(
+    url: &str,
+    table: &str,
+    batch: RecordBatch,
+    producer: Option<(&str, u64)>,
+) -> Result<serde_json::Value, tonic::Status> {
+    let mut client = FlightClient::new(channel(url).await);
+    if let Some((p, seq)) = producer {
+        client.add_header("x-strata-producer-id", p).map_err(to_status)?;
+        client.add_header("x-strata-sequence", &seq.to_string()).map_err(to_status)?;
+    }
+    let descriptor = arrow_flight::FlightDescriptor::new_path(vec![table.to_string()]);
+    let stream = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(vec![Ok(batch)]));
+    let results: Vec<arrow_flight::PutResult> = client.do_put(stream).await.map_err(to_status)?.try_collect().await.map_err(to_status)?;
+    let meta = results.first().map(|r| r.app_metadata.clone()).unwrap_or_default();
+    Ok(serde_json::from_slice(&meta).unwrap_or(serde_json::Value::Null))
+}
+
+/// A `logs`-like batch with unique ids `start..start+n`.
+pub fn logs_batch(start: i64, n: i64) -> RecordBatch {
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let ids: Vec<i64> = (start..start + n).collect();
+    RecordBatch::try_from_iter(vec![
+        ("ts", Arc::new(TimestampMicrosecondArray::from(ids.iter().map(|i| now - 1_000_000 + i).collect::<Vec<_>>())) as _),
+        ("host", Arc::new(StringArray::from(ids.iter().map(|i| format!("h{}", i % 17)).collect::<Vec<_>>())) as _),
+        ("level", Arc::new(StringArray::from(ids.iter().map(|i| if i % 10 == 0 { "ERROR" } else { "INFO" }).collect::<Vec<_>>())) as _),
+        ("id", Arc::new(Int64Array::from(ids)) as _),
+    ])
+    .expect("batch")
+}
