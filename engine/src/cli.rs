@@ -151,9 +151,12 @@ pub struct IngestArgs {
     /// Bearer token for the gateway
     #[arg(long, env = "STRATA_TOKEN")]
     pub token: Option<String>,
-    /// Rows per batch sent when loading FILEs
+    /// Rows per batch sent when loading FILEs (one acknowledged DoPut each)
     #[arg(long, default_value_t = 65536)]
     pub batch_rows: usize,
+    /// Rows of each CSV or JSON FILE read to infer its column types
+    #[arg(long, default_value_t = 1000)]
+    pub infer_rows: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -173,6 +176,9 @@ pub struct ClientArgs {
     /// Bearer token
     #[arg(long, env = "STRATA_TOKEN")]
     pub token: Option<String>,
+    /// The gateway's HTTP address, for `strata status`
+    #[arg(long, env = "STRATA_HTTP", default_value = "http://127.0.0.1:8080")]
+    pub http: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +191,9 @@ pub struct SqlArgs {
     /// Output format
     #[arg(long, default_value = "table")]
     pub format: OutputFormat,
+    /// Do not print timing lines ("N rows in X ms"; on stderr with -e)
+    #[arg(long)]
+    pub no_timing: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -125,7 +125,6 @@ impl ShardResolver for CatalogResolver {
 pub struct QueryShared {
     cache: Arc<strata_compute::cache::CachedStore>,
     config: strata_compute::QueryConfig,
-    registry: prometheus::Registry,
 }
 
 impl QueryShared {
@@ -142,7 +141,6 @@ impl QueryShared {
         Ok(Self {
             cache: Arc::new(cache),
             config,
-            registry: registry.clone(),
         })
     }
 
@@ -153,7 +151,7 @@ impl QueryShared {
 
     /// A query engine over one tenant's catalog.
     pub fn engine(&self, catalog: strata_storage::Catalog) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
-        strata_compute::QueryEngine::new(catalog, self.config.clone(), &self.registry)
+        strata_compute::QueryEngine::with_store(catalog, self.config.clone())
     }
 
     /// Flush the SSD tier so the cache is warm after a restart.

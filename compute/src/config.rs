@@ -1,0 +1,74 @@
+//! Query-node settings: plain values with documented defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a query node runs queries and sizes its cache.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// Memory one query may hold (hash tables, sort buffers, ...). A query that needs more
+    /// spills (if [`Self::spill_dir`] is set) or fails with `ResourceExhausted`.
+    /// Default: 512 MiB.
+    pub memory_limit_bytes: usize,
+    /// Wall-clock limit of a query, planning and streaming included; a query's own
+    /// timeout may only shorten it. Default: 60 s.
+    pub query_timeout: Duration,
+    /// Queries running at once on this node; more wait up to [`Self::admission_wait`],
+    /// then fail with `ResourceExhausted`. Default: 16.
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for a slot when [`Self::max_concurrent_queries`] are running.
+    /// Default: 1 s.
+    pub admission_wait: Duration,
+    /// Parallelism of one query (DataFusion `target_partitions`). Default: 2.
+    pub target_partitions: usize,
+    /// Rows per record batch. Default: 8192.
+    pub batch_size: usize,
+    /// Memory tier of the data cache, in bytes; 0 keeps nothing in memory (every entry goes
+    /// straight to the SSD tier, if there is one). Default: 256 MiB.
+    pub cache_memory_bytes: usize,
+    /// SSD tier of the data cache, in bytes (used only with [`Self::cache_dir`]).
+    /// Default: 4 GiB.
+    pub cache_disk_bytes: usize,
+    /// Folder of the SSD tier; `None` keeps the cache in memory only. The tier is recovered
+    /// when the node restarts. Default: `None`.
+    pub cache_dir: Option<PathBuf>,
+    /// Objects are cached in aligned blocks of this size, so readers of nearby ranges share
+    /// entries. Default: 1 MiB.
+    pub cache_block_bytes: usize,
+    /// Budget of DataFusion's Parquet metadata cache (footers and page indexes), separate
+    /// from the data cache. Default: 64 MiB.
+    pub metadata_cache_bytes: usize,
+    /// Decoded unflushed WAL entries kept in memory, so repeated queries over the same
+    /// tail skip decoding. Default: 64 MiB.
+    pub wal_cache_bytes: usize,
+    /// How long a table manifest read from the bucket is reused; bounds how stale a query's
+    /// view may be (plus the WAL batch interval). Default: 100 ms.
+    pub manifest_ttl: Duration,
+    /// Folder for spill files of large sorts and aggregations; `None` disables spilling, so
+    /// such queries fail at [`Self::memory_limit_bytes`]. Default: `None`.
+    pub spill_dir: Option<PathBuf>,
+    /// Bound on spill files per node. Default: 16 GiB.
+    pub max_spill_bytes: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: 512 << 20,
+            query_timeout: Duration::from_secs(60),
+            max_concurrent_queries: 16,
+            admission_wait: Duration::from_secs(1),
+            target_partitions: 2,
+            batch_size: 8192,
+            cache_memory_bytes: 256 << 20,
+            cache_disk_bytes: 4 << 30,
+            cache_dir: None,
+            cache_block_bytes: 1 << 20,
+            metadata_cache_bytes: 64 << 20,
+            wal_cache_bytes: 64 << 20,
+            manifest_ttl: Duration::from_millis(100),
+            spill_dir: None,
+            max_spill_bytes: 16 << 30,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Table manifests with a short time-to-live, so a burst of queries costs one manifest
+//! read per table while results stay fresh within [`QueryConfig::manifest_ttl`].
+//!
+//! [`QueryConfig::manifest_ttl`]: crate::QueryConfig::manifest_ttl
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use strata_storage::{Catalog, TableManifest};
+
+use crate::error::{Error, Result};
+
+/// Newest manifests per table, reused for `ttl`.
+#[derive(Debug)]
+pub(crate) struct ManifestCache {
+    catalog: Catalog,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Arc<TableManifest>)>>,
+    tables: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+}
+
+impl ManifestCache {
+    pub(crate) fn new(catalog: Catalog, ttl: Duration) -> Self {
+        Self {
+            catalog,
+            ttl,
+            entries: Mutex::default(),
+            tables: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The manifest of `table`, at most `ttl` old; `None` if the table does not exist.
+    pub(crate) async fn get(&self, table: &str) -> Result<Option<Arc<TableManifest>>> {
+        let Ok(name) = strata_storage::manifest::validate_table_name(table) else {
+            return Ok(None); // not a name any table can have
+        };
+        if let Some((at, m)) = self.entries.lock().get(&name)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(Arc::clone(m)));
+        }
+        match self.catalog.load(&name).await {
+            Ok(m) => {
+                self.entries.lock().insert(name, (Instant::now(), Arc::clone(&m)));
+                Ok(Some(m))
+            }
+            Err(strata_storage::Error::TableNotFound(_)) => Ok(None),
+            Err(e) => Err(Error::Storage(e)),
+        }
+    }
+
+    /// Forget everything (after a stale plan, when the culprit table is unknown).
+    pub(crate) fn invalidate_all(&self) {
+        self.entries.lock().clear();
+        *self.tables.lock() = None;
+    }
+
+    /// Names of all tables, at most `ttl` old.
+    pub(crate) async fn table_names(&self) -> Result<Arc<Vec<String>>> {
+        if let Some((at, names)) = self.tables.lock().as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(names));
+        }
+        let names = Arc::new(self.catalog.list_tables().await?);
+        *self.tables.lock() = Some((Instant::now(), Arc::clone(&names)));
+        Ok(names)
+    }
+}

@@ -1,0 +1,224 @@
+//! The 12 query kinds of BRIEF.md over the generated `logs` table (segments + WAL) and the
+//! `services` dimension table. Expected results are computed from the generated rows in
+//! plain Rust, never by running SQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::testing::{Cell, Fixture, LogRow, RARE_TOKEN, STEP, T0, query, test_config, ts_lit};
+
+struct Case {
+    name: &'static str,
+    sql: String,
+    expected: Vec<Vec<Cell>>,
+}
+
+fn count_by<K: Ord>(rows: impl Iterator<Item = K>) -> BTreeMap<K, usize> {
+    let mut m = BTreeMap::new();
+    for k in rows {
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+/// percentile_cont: linear interpolation at p * (n - 1). DataFusion quantizes the
+/// interpolation weight to 1e-6, so the answer is allowed that much of the gap.
+fn percentile_cont(mut v: Vec<f64>, p: f64) -> Cell {
+    v.sort_by(f64::total_cmp);
+    let pos = p * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let gap = v[hi] - v[lo];
+    Cell::Approx(v[lo] + gap * (pos - lo as f64), gap * 1e-6 + 1e-12)
+}
+
+fn cases(f: &Fixture) -> Vec<Case> {
+    let rows = &f.rows;
+    let last = rows.iter().map(|r| r.ts).max().unwrap_or(T0);
+    let mut out = Vec::new();
+
+    // 1. Point lookup by id (a row in a segment and a row only in the WAL).
+    for idx in [1234usize, rows.len() - 3] {
+        let r = &rows[idx];
+        out.push(Case {
+            name: "point lookup",
+            sql: format!(
+                "SELECT host, level, message FROM logs WHERE request_id = {}",
+                r.request_id
+            ),
+            expected: vec![vec![
+                r.host.as_str().into(),
+                r.level.as_str().into(),
+                r.message.as_str().into(),
+            ]],
+        });
+    }
+
+    // 2. Trace lookup ordered by time.
+    let trace = &rows[777].trace_id;
+    let mut t: Vec<&LogRow> = rows.iter().filter(|r| &r.trace_id == trace).collect();
+    t.sort_by_key(|r| r.ts);
+    out.push(Case {
+        name: "trace lookup",
+        sql: format!("SELECT ts, request_id FROM logs WHERE trace_id = '{trace}' ORDER BY ts"),
+        expected: t.iter().map(|r| vec![r.ts.into(), r.request_id.into()]).collect(),
+    });
+
+    // 3. Last-hour aggregate by level.
+    let from = last - 3_600_000_000;
+    let by_level = count_by(rows.iter().filter(|r| r.ts >= from).map(|r| r.level.clone()));
+    out.push(Case {
+        name: "last hour by level",
+        sql: format!(
+            "SELECT level, count(*) FROM logs WHERE ts >= {} GROUP BY level ORDER BY level",
+            ts_lit(from)
+        ),
+        expected: by_level.into_iter().map(|(l, c)| vec![l.into(), c.into()]).collect(),
+    });
+
+    // 4. Per-minute histogram for one tenant over two hours.
+    let (a, b) = (T0 + 3 * 3_600_000_000, T0 + 5 * 3_600_000_000);
+    let minute = 60_000_000;
+    let hist = count_by(
+        rows.iter()
+            .filter(|r| r.tenant == "t1" && r.ts >= a && r.ts < b)
+            .map(|r| r.ts - r.ts.rem_euclid(minute)),
+    );
+    out.push(Case {
+        name: "per-minute histogram",
+        sql: format!(
+            "SELECT date_trunc('minute', ts) AS m, count(*) FROM logs \
+             WHERE tenant = 't1' AND ts >= {} AND ts < {} GROUP BY m ORDER BY m",
+            ts_lit(a),
+            ts_lit(b)
+        ),
+        expected: hist.into_iter().map(|(m, c)| vec![m.into(), c.into()]).collect(),
+    });
+
+    // 5. Top-k hosts.
+    let mut hosts: Vec<(String, usize)> = count_by(rows.iter().map(|r| r.host.clone())).into_iter().collect();
+    hosts.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    out.push(Case {
+        name: "top-k hosts",
+        sql: "SELECT host, count(*) AS c FROM logs GROUP BY host ORDER BY c DESC, host LIMIT 5".into(),
+        expected: hosts
+            .iter()
+            .take(5)
+            .map(|(h, c)| vec![h.as_str().into(), (*c).into()])
+            .collect(),
+    });
+
+    // 6. p99 latency per path.
+    let mut by_path: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for r in rows {
+        by_path.entry(&r.path).or_default().push(r.latency_ms);
+    }
+    out.push(Case {
+        name: "p99 latency per path",
+        sql: "SELECT path, percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FROM logs \
+              GROUP BY path ORDER BY path"
+            .into(),
+        expected: by_path
+            .into_iter()
+            .map(|(p, v)| vec![p.into(), percentile_cont(v, 0.99)])
+            .collect(),
+    });
+
+    // 7. Errors per service.
+    let errors = count_by(
+        rows.iter()
+            .filter(|r| r.level == "ERROR" || r.level == "FATAL")
+            .map(|r| r.service.clone()),
+    );
+    out.push(Case {
+        name: "errors per service",
+        sql: "SELECT service, count(*) FROM logs WHERE level IN ('ERROR', 'FATAL') GROUP BY service ORDER BY service"
+            .into(),
+        expected: errors.into_iter().map(|(s, c)| vec![s.into(), c.into()]).collect(),
+    });
+
+    // 8. Rare-token LIKE count.
+    let rare = rows.iter().filter(|r| r.message.contains(RARE_TOKEN)).count();
+    assert!(rare > 0, "the generator must produce the rare token");
+    out.push(Case {
+        name: "rare token",
+        sql: format!("SELECT count(*) FROM logs WHERE message LIKE '%{RARE_TOKEN}%'"),
+        expected: vec![vec![rare.into()]],
+    });
+
+    // 9. `timeout` newest first with LIMIT.
+    let mut timeouts: Vec<&LogRow> = rows.iter().filter(|r| r.message.contains("timeout")).collect();
+    timeouts.sort_by_key(|r| std::cmp::Reverse(r.ts));
+    out.push(Case {
+        name: "timeout newest first",
+        sql: "SELECT ts, request_id FROM logs WHERE message LIKE '%timeout%' ORDER BY ts DESC LIMIT 10".into(),
+        expected: timeouts
+            .iter()
+            .take(10)
+            .map(|r| vec![r.ts.into(), r.request_id.into()])
+            .collect(),
+    });
+
+    // 10. Count distinct users.
+    let users: BTreeSet<u64> = rows.iter().map(|r| r.user_id).collect();
+    out.push(Case {
+        name: "distinct users",
+        sql: "SELECT count(DISTINCT user_id) FROM logs".into(),
+        expected: vec![vec![users.len().into()]],
+    });
+
+    // 11. Join with the dimension table.
+    let team: BTreeMap<&str, &str> = f.services.iter().map(|s| (s.0.as_str(), s.1.as_str())).collect();
+    let by_team = count_by(
+        rows.iter()
+            .filter(|r| r.level == "ERROR")
+            .filter_map(|r| team.get(r.service.as_str()).map(|t| t.to_string())),
+    );
+    out.push(Case {
+        name: "join services",
+        sql: "SELECT s.team, count(*) FROM logs l JOIN services s ON l.service = s.service \
+              WHERE l.level = 'ERROR' GROUP BY s.team ORDER BY s.team"
+            .into(),
+        expected: by_team.into_iter().map(|(t, c)| vec![t.into(), c.into()]).collect(),
+    });
+
+    // 12. Last row per host.
+    let mut last_per_host: BTreeMap<&str, &LogRow> = BTreeMap::new();
+    for r in rows {
+        let e = last_per_host.entry(&r.host).or_insert(r);
+        if r.ts > e.ts {
+            *e = r;
+        }
+    }
+    out.push(Case {
+        name: "last row per host",
+        sql: "SELECT host, max(ts), last_value(request_id ORDER BY ts) FROM logs GROUP BY host ORDER BY host".into(),
+        expected: last_per_host
+            .values()
+            .map(|r| vec![r.host.as_str().into(), r.ts.into(), r.request_id.into()])
+            .collect(),
+    });
+
+    // Also: plain totals (segments + WAL, nothing below the WAL floor twice).
+    out.push(Case {
+        name: "count all",
+        sql: "SELECT count(*), count(DISTINCT request_id), min(ts), max(ts) FROM logs".into(),
+        expected: vec![vec![
+            rows.len().into(),
+            rows.len().into(),
+            rows.iter().map(|r| r.ts).min().unwrap_or(0).into(),
+            last.into(),
+        ]],
+    });
+    assert!(last > T0 + (rows.len() as i64 - 2) * STEP);
+    out
+}
+
+#[tokio::test]
+async fn the_twelve_query_kinds() {
+    let f = Fixture::new().await;
+    let engine = f.engine(test_config()).await;
+    for case in cases(&f) {
+        assert!(!case.expected.is_empty(), "{}: empty expectation", case.name);
+        let got = query(&engine, &case.sql).await;
+        assert_eq!(got, case.expected, "{}: {}", case.name, case.sql);
+    }
+}

@@ -1,0 +1,154 @@
+//! Unflushed rows: the WAL entries above a manifest's per-shard flush floor, read through
+//! the cache and conformed to the table's current schema.
+//!
+//! # Consistency
+//! The segment set and the WAL floors come from the same manifest, so every acknowledged
+//! row is in exactly one of them. A flush that commits a newer manifest then deletes the WAL
+//! objects it covered, which a query planned on the older manifest can notice in two ways:
+//! a GET of a listed entry returns NotFound, or the listing starts above the floor (the
+//! first entries are already gone). Both are reported as [`Error::StaleManifest`] when the
+//! table really has a newer manifest, and the engine re-plans once on it.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array};
+use arrow::datatypes::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use strata_storage::{Catalog, TableManifest, wal};
+
+use crate::error::{Error, Result};
+
+/// Concurrent WAL GETs per scan.
+const WAL_FETCH_CONCURRENCY: usize = 8;
+
+/// Name of the internal per-row shard column (a constant per segment or WAL entry).
+pub(crate) const SHARD_COLUMN: &str = "_shard";
+
+/// A shard, its WAL floor, and the entries listed at or above it.
+type ShardListing = (u32, u64, Vec<(u64, ObjectMeta)>);
+
+/// Decoded WAL entries by object path. WAL objects never change, so repeated queries over
+/// the same unflushed tail skip the Arrow IPC decode; entries age out (LRU by bytes) once
+/// a flush deletes their objects and nobody asks for them.
+#[derive(Clone)]
+pub(crate) struct WalCache(foyer::Cache<String, Arc<Vec<RecordBatch>>>);
+
+impl WalCache {
+    pub(crate) fn new(capacity_bytes: usize) -> Self {
+        Self(
+            foyer::CacheBuilder::new(capacity_bytes.max(1))
+                .with_weighter(|k: &String, v: &Arc<Vec<RecordBatch>>| {
+                    k.len() + v.iter().map(RecordBatch::get_array_memory_size).sum::<usize>()
+                })
+                .build(),
+        )
+    }
+}
+
+impl std::fmt::Debug for WalCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalCache")
+    }
+}
+
+/// Read the unflushed rows of `shards`, conformed to `target` (the table schema, then
+/// `_offset`, then [`SHARD_COLUMN`]), each batch with its shard.
+pub(crate) async fn read_unflushed(
+    store: &Arc<dyn ObjectStore>,
+    decoded: &WalCache,
+    catalog: &Catalog,
+    manifest: &TableManifest,
+    shards: &[u32],
+    target: &SchemaRef,
+) -> Result<Vec<(u32, RecordBatch)>> {
+    let table = manifest.table.name.as_str();
+    let listings: Vec<ShardListing> = futures::stream::iter(shards.iter().copied())
+        .map(|shard| async move {
+            let floor = manifest.shards.get(&shard).map_or(0, |s| s.flushed_wal_seq);
+            let listed = wal::list(store.as_ref(), table, shard, floor).await?;
+            Ok::<_, Error>((shard, floor, listed))
+        })
+        .buffered(WAL_FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    // Sequence numbers are consecutive from the floor; a listing that is empty or starts
+    // higher may mean a flush removed entries after this manifest was read.
+    let gap = listings
+        .iter()
+        .any(|(_, floor, listed)| listed.first().is_none_or(|(seq, _)| seq != floor));
+    if gap && floor_moved(catalog, manifest).await? {
+        return Err(Error::StaleManifest(table.to_string()));
+    }
+    let entries = listings
+        .into_iter()
+        .flat_map(|(shard, _, listed)| listed.into_iter().map(move |(_, meta)| (shard, meta)));
+    let fetched: Vec<(u32, Arc<Vec<RecordBatch>>)> = futures::stream::iter(entries)
+        .map(|(shard, meta)| async move {
+            let key = meta.location.to_string();
+            if let Some(hit) = decoded.0.get(&key) {
+                return Ok((shard, Arc::clone(hit.value())));
+            }
+            let get = store.get(&meta.location).await;
+            let bytes = match get {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(object_store::Error::NotFound { .. }) => return Err(Error::StaleManifest(table.to_string())),
+                Err(e) => return Err(Error::ObjectStore(e)),
+            };
+            let batches = Arc::new(wal::decode(&bytes)?.batches);
+            decoded.0.insert(key, Arc::clone(&batches));
+            Ok((shard, batches))
+        })
+        .buffered(WAL_FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for (shard, batches) in fetched {
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            out.push((shard, conform(b, target, shard)?));
+        }
+    }
+    Ok(out)
+}
+
+/// True if the table's newest manifest differs from `planned`.
+async fn floor_moved(catalog: &Catalog, planned: &TableManifest) -> Result<bool> {
+    let newest = catalog.load(&planned.table.name).await?;
+    Ok(newest.version != planned.version)
+}
+
+/// Reorder, cast and null-fill `batch`'s columns to `target`; columns added to the table
+/// after the entry was written become nulls.
+pub(crate) fn conform(batch: &RecordBatch, target: &SchemaRef, shard: u32) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| -> Result<ArrayRef> {
+            if f.name() == SHARD_COLUMN {
+                return Ok(Arc::new(UInt32Array::from_value(shard, n)));
+            }
+            Ok(match batch.column_by_name(f.name()) {
+                Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
+                Some(c) => arrow::compute::cast(c, f.data_type()).map_err(|e| {
+                    Error::Internal(format!(
+                        "WAL column `{}` cannot be read as {}: {e}",
+                        f.name(),
+                        f.data_type()
+                    ))
+                })?,
+                None => new_null_array(f.data_type(), n),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        Arc::clone(target),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )
+    .map_err(|e| Error::Internal(format!("conforming a WAL batch to the table schema: {e}")))
+}
