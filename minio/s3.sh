@@ -2,7 +2,7 @@
 # A local S3-compatible server for Strata's tests and benchmarks.
 #
 #   minio/s3.sh start     start it in the background (idempotent), print the env to use
-#   minio/s3.sh stop      stop it (SIGTERM, then SIGKILL after 10 s)
+#   minio/s3.sh stop      stop it (SIGTERM, then SIGKILL after 3 s)
 #   minio/s3.sh env       print the env to use, as `export` lines
 #   minio/s3.sh status    say whether it runs (exit 0) or not (exit 1)
 #   minio/s3.sh free-port print a STRATA_S3_PORT whose ports are all free (see launch_weed)
@@ -217,12 +217,12 @@ cmd_stop() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 30; i++)); do
         alive "$pid" || break
         sleep 0.1
     done
     if alive "$pid"; then
-        say "pid $pid did not exit within 10s; killing it"
+        say "pid $pid did not exit within 3s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do
             alive "$pid" || break

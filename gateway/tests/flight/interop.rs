@@ -1,12 +1,11 @@
 //! pyarrow.flight and the ADBC Flight SQL driver against a real gateway. Needs python3 with
-//! `pyarrow` and `adbc-driver-flightsql`; run with `cargo test -p strata-gateway -- --ignored`.
+//! `pyarrow` and `adbc-driver-flightsql` (`.ci/run` installs them); fails loudly without.
 
 use strata_gateway::GatewayConfig;
 
 use crate::harness::{TestServer, WRITER, auth_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs python3 with pyarrow and adbc-driver-flightsql"]
 async fn python_clients() {
     let config = GatewayConfig {
         auth: auth_config(),
