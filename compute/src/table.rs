@@ -7,7 +7,7 @@
 //! - the **unflushed WAL rows** of the surviving shards, as an in-memory source.
 //!
 //! Delete rules and retention are applied inside the scan as one filter over the internal
-//! columns `_offset` and `_shard`, which are then projected away: a rule hides rows that
+//! columns `_offset` and `__strata_shard`, which are then projected away: a rule hides rows that
 //! match its predicate and have an offset below its per-shard bound.
 
 use std::collections::BTreeSet;
@@ -70,7 +70,7 @@ pub(crate) struct StrataTable {
     schema: SchemaRef,
     /// Columns stored in segments: the table schema, then `_offset`.
     file_schema: SchemaRef,
-    /// `file_schema`, then `_shard` (a partition value per segment).
+    /// `file_schema`, then [`SHARD_COLUMN`] (a partition value per segment).
     internal: SchemaRef,
     env: ScanEnv,
 }

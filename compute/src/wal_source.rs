@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 /// Concurrent WAL GETs per scan.
 const WAL_FETCH_CONCURRENCY: usize = 8;
 
-/// Name of the internal per-row shard column (a constant per segment or WAL entry).
-pub(crate) const SHARD_COLUMN: &str = "_shard";
+/// Name of the internal per-row shard column (a constant per segment or WAL entry), named
+/// so that no user column can clash with it.
+pub(crate) const SHARD_COLUMN: &str = "__strata_shard";
 
 /// A shard, its WAL floor, and the entries listed at or above it.
 type ShardListing = (u32, u64, Vec<(u64, ObjectMeta)>);

@@ -221,7 +221,8 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
 }
 
 /// A query node.
-pub async fn compute(s: Settings) -> Result<(), String> {
+pub async fn compute(mut s: Settings) -> Result<(), String> {
+    s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;
@@ -243,7 +244,8 @@ pub async fn compute(s: Settings) -> Result<(), String> {
 }
 
 /// An ingest node: shard writers for the shards it owns.
-pub async fn ingest(s: Settings) -> Result<(), String> {
+pub async fn ingest(mut s: Settings) -> Result<(), String> {
+    s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;

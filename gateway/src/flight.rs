@@ -85,6 +85,9 @@ pub struct FlightConfig {
     pub query_timeout_secs: Option<u64>,
     /// Rows a log read returns when its ticket sets no `max_rows`. Default: 100,000.
     pub log_default_max_rows: usize,
+    /// Take the caller's tenant from the `x-strata-tenant` header when auth is off. Set on
+    /// compute and ingest nodes, which only gateways may reach. Default: false.
+    pub trust_tenant_header: bool,
 }
 
 impl Default for FlightConfig {
@@ -97,6 +100,7 @@ impl Default for FlightConfig {
             prepared_ttl_secs: 600,
             query_timeout_secs: None,
             log_default_max_rows: 100_000,
+            trust_tenant_header: false,
         }
     }
 }

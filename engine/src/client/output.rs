@@ -19,7 +19,7 @@ enum Sink<W: Write> {
         pending: Vec<RecordBatch>,
         pending_rows: usize,
     },
-    Csv(arrow::csv::Writer<W>),
+    Csv(Box<arrow::csv::Writer<W>>),
     Json(arrow::json::LineDelimitedWriter<W>),
 }
 
@@ -39,7 +39,7 @@ impl<W: Write> Printer<W> {
                 pending: Vec::new(),
                 pending_rows: 0,
             },
-            OutputFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(out)),
+            OutputFormat::Csv => Sink::Csv(Box::new(arrow::csv::WriterBuilder::new().with_header(true).build(out))),
             OutputFormat::Json => Sink::Json(arrow::json::LineDelimitedWriter::new(out)),
         };
         Self {

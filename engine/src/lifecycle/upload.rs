@@ -116,3 +116,32 @@ impl AsyncFileWriter for Upload {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    async fn upload(store: &Arc<dyn ObjectStore>, path: &str, chunks: &[Bytes]) -> Bytes {
+        let path = Path::from(path);
+        let mut u = Upload::new(Arc::clone(store), path.clone(), 5 << 20);
+        for c in chunks {
+            u.write(c.clone()).await.expect("write");
+        }
+        u.complete().await.expect("complete");
+        assert_eq!(u.written(), chunks.iter().map(|c| c.len() as u64).sum::<u64>());
+        store.get(&path).await.expect("stored").bytes().await.expect("body")
+    }
+
+    #[tokio::test]
+    async fn small_outputs_are_one_put_and_big_ones_multipart() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let small = [Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
+        assert_eq!(upload(&store, "s", &small).await, Bytes::from_static(b"abcdef"));
+        let chunks: Vec<Bytes> = (0..6u8).map(|i| Bytes::from(vec![i; 2 << 20])).collect();
+        let body = upload(&store, "big", &chunks).await;
+        assert_eq!(body.len(), 12 << 20);
+        assert!(body.chunks(2 << 20).enumerate().all(|(i, c)| c.iter().all(|b| *b == i as u8)));
+    }
+}
