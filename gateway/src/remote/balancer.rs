@@ -54,12 +54,19 @@ impl Balancer {
     }
 
     /// Choose one of `candidates` (node indices); `key` is the affinity key.
-    pub(crate) fn pick<L: NodeLoads + ?Sized>(&self, nodes: &L, candidates: &[usize], key: u64) -> Option<usize> {
+    pub(crate) fn pick<L: NodeLoads + ?Sized>(
+        &self,
+        nodes: &L,
+        candidates: &[usize],
+        key: u64,
+    ) -> Option<usize> {
         match candidates {
             [] => None,
             [only] => Some(*only),
             _ => Some(match self.policy {
-                Policy::RoundRobin => candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()],
+                Policy::RoundRobin => {
+                    candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
+                }
                 Policy::LeastOutstanding => self.least_outstanding(nodes, candidates),
                 Policy::Weighted => self.weighted(nodes, candidates),
                 Policy::CacheAffinity => self.affinity(nodes, candidates, key),
@@ -83,7 +90,9 @@ impl Balancer {
         let mut best: Option<(usize, i64)> = None;
         for &i in candidates {
             let w = i64::from(nodes.weight(i).max(1));
-            let Some(c) = current.get_mut(i) else { continue };
+            let Some(c) = current.get_mut(i) else {
+                continue;
+            };
             *c += w;
             total += w;
             let c = *c;
@@ -91,7 +100,9 @@ impl Balancer {
                 best = Some((i, c));
             }
         }
-        let Some((best, _)) = best else { return candidates[0] };
+        let Some((best, _)) = best else {
+            return candidates[0];
+        };
         if let Some(c) = current.get_mut(best) {
             *c -= total;
         }
@@ -103,11 +114,17 @@ impl Balancer {
     fn affinity<L: NodeLoads + ?Sized>(&self, nodes: &L, candidates: &[usize], key: u64) -> usize {
         let mut ranked: Vec<(u64, usize)> = candidates
             .iter()
-            .map(|&i| (mix(key ^ self.node_hashes.get(i).copied().unwrap_or(i as u64)), i))
+            .map(|&i| {
+                (
+                    mix(key ^ self.node_hashes.get(i).copied().unwrap_or(i as u64)),
+                    i,
+                )
+            })
             .collect();
         ranked.sort_unstable_by(|a, b| b.cmp(a));
         let total: usize = candidates.iter().map(|&i| nodes.in_flight(i)).sum();
-        let bound = ((total + 1) as f64 * AFFINITY_LOAD_FACTOR / candidates.len() as f64).ceil() as usize
+        let bound = ((total + 1) as f64 * AFFINITY_LOAD_FACTOR / candidates.len() as f64).ceil()
+            as usize
             + AFFINITY_LOAD_SLACK;
         ranked
             .iter()
@@ -125,7 +142,12 @@ pub(crate) fn affinity_key(tenant: Option<&str>, sql: &str) -> u64 {
     let mut text = String::from(tenant.unwrap_or(""));
     text.push('\0');
     if tables.is_empty() {
-        text.push_str(&sql.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase());
+        text.push_str(
+            &sql.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+        );
     } else {
         text.push_str(&tables.join(","));
     }
@@ -174,13 +196,21 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             }
             i += 1;
             // String literals never name tables; keep a placeholder so positions stay right.
-            out.push(if c == '\'' { Tok::Punct('\'') } else { Tok::Quoted(s) });
+            out.push(if c == '\'' {
+                Tok::Punct('\'')
+            } else {
+                Tok::Quoted(s)
+            });
         } else if c.is_alphanumeric() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
                 i += 1;
             }
-            out.push(Tok::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
+            out.push(Tok::Word(
+                chars[start..i].iter().collect::<String>().to_lowercase(),
+            ));
         } else {
             out.push(Tok::Punct(c));
             i += 1;
@@ -190,8 +220,30 @@ fn tokenize(sql: &str) -> Vec<Tok> {
 }
 
 const NOT_AN_ALIAS: &[&str] = &[
-    "where", "join", "inner", "left", "right", "full", "outer", "cross", "on", "group", "order", "limit", "union",
-    "having", "natural", "using", "window", "qualify", "offset", "except", "intersect", "lateral", "select", "from",
+    "where",
+    "join",
+    "inner",
+    "left",
+    "right",
+    "full",
+    "outer",
+    "cross",
+    "on",
+    "group",
+    "order",
+    "limit",
+    "union",
+    "having",
+    "natural",
+    "using",
+    "window",
+    "qualify",
+    "offset",
+    "except",
+    "intersect",
+    "lateral",
+    "select",
+    "from",
 ];
 
 /// Tables named after `FROM` and `JOIN` (qualified names kept whole), sorted and deduplicated.
@@ -222,7 +274,9 @@ pub(crate) fn tables_in_sql(sql: &str) -> Vec<String> {
             let mut name = first;
             j += 1;
             while toks.get(j) == Some(&Tok::Punct('.')) {
-                let Some(part) = name_part(toks.get(j + 1)) else { break };
+                let Some(part) = name_part(toks.get(j + 1)) else {
+                    break;
+                };
                 name.push('.');
                 name.push_str(&part);
                 j += 2;
@@ -295,7 +349,9 @@ mod tests {
     fn smooth_weighted_round_robin_interleaves_by_weight() {
         let b = Balancer::new(Policy::Weighted, &["a", "b", "c"]);
         let nodes = fake(&[0, 0, 0], &[5, 1, 1]);
-        let picks: Vec<usize> = (0..7).filter_map(|_| b.pick(&nodes, &[0, 1, 2], 0)).collect();
+        let picks: Vec<usize> = (0..7)
+            .filter_map(|_| b.pick(&nodes, &[0, 1, 2], 0))
+            .collect();
         // nginx's example: a a b a c a a — never five a's in a row.
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
         // A node out of rotation is skipped; the others keep their ratio.
@@ -306,10 +362,15 @@ mod tests {
     #[test]
     fn least_outstanding_prefers_idle_and_spreads_ties() {
         let b = Balancer::new(Policy::LeastOutstanding, &["a", "b", "c"]);
-        assert_eq!(b.pick(&fake(&[3, 0, 2], &[1, 1, 1]), &[0, 1, 2], 0), Some(1));
+        assert_eq!(
+            b.pick(&fake(&[3, 0, 2], &[1, 1, 1]), &[0, 1, 2], 0),
+            Some(1)
+        );
         assert_eq!(b.pick(&fake(&[3, 4, 2], &[1, 1, 1]), &[0, 1], 0), Some(0));
         let idle = fake(&[0, 0, 0], &[1, 1, 1]);
-        let mut seen: Vec<usize> = (0..3).filter_map(|_| b.pick(&idle, &[0, 1, 2], 0)).collect();
+        let mut seen: Vec<usize> = (0..3)
+            .filter_map(|_| b.pick(&idle, &[0, 1, 2], 0))
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1, 2]);
     }
@@ -335,7 +396,9 @@ mod tests {
         assert!(per_node.iter().all(|&c| c > 150), "{per_node:?}");
         // The preferred node is overloaded: the key goes elsewhere.
         let k = fnv1a(b"hot");
-        let Some(pref) = b.pick(&idle, &all, k) else { return };
+        let Some(pref) = b.pick(&idle, &all, k) else {
+            return;
+        };
         let mut loads = vec![0; 4];
         loads[pref] = 10;
         let busy = fake(&loads, &[1; 4]);
@@ -346,24 +409,40 @@ mod tests {
     fn finds_tables_in_statements() {
         let t = |sql: &str| tables_in_sql(sql);
         assert_eq!(t("SELECT * FROM logs WHERE level = 'ERROR'"), vec!["logs"]);
-        assert_eq!(t("select count(*) from Logs l join services s on l.service = s.service"), vec!["logs", "services"]);
-        assert_eq!(t("SELECT a FROM \"My Table\" AS t, other o WHERE x IN (SELECT y FROM third)"), vec![
-            "My Table", "other", "third"
-        ]);
-        assert_eq!(t("SELECT 'from fake' FROM public.logs -- from nothing\n LIMIT 1"), vec!["public.logs"]);
+        assert_eq!(
+            t("select count(*) from Logs l join services s on l.service = s.service"),
+            vec!["logs", "services"]
+        );
+        assert_eq!(
+            t("SELECT a FROM \"My Table\" AS t, other o WHERE x IN (SELECT y FROM third)"),
+            vec!["My Table", "other", "third"]
+        );
+        assert_eq!(
+            t("SELECT 'from fake' FROM public.logs -- from nothing\n LIMIT 1"),
+            vec!["public.logs"]
+        );
         assert_eq!(t("SELECT 1"), Vec::<String>::new());
         assert_eq!(t("SELECT * FROM (SELECT * FROM logs) sub"), vec!["logs"]);
     }
 
     #[test]
     fn affinity_key_ignores_filters_but_not_tenant_or_tables() {
-        let a = affinity_key(Some("acme"), "SELECT * FROM logs WHERE ts > now() - interval '1 hour'");
-        let b = affinity_key(Some("acme"), "select count(*) from LOGS where level='ERROR'");
+        let a = affinity_key(
+            Some("acme"),
+            "SELECT * FROM logs WHERE ts > now() - interval '1 hour'",
+        );
+        let b = affinity_key(
+            Some("acme"),
+            "select count(*) from LOGS where level='ERROR'",
+        );
         let c = affinity_key(Some("other"), "SELECT * FROM logs");
         let d = affinity_key(Some("acme"), "SELECT * FROM services");
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
-        assert_eq!(affinity_key(None, "SELECT  1"), affinity_key(None, "select 1"));
+        assert_eq!(
+            affinity_key(None, "SELECT  1"),
+            affinity_key(None, "select 1")
+        );
     }
 }

@@ -103,7 +103,10 @@ impl CircuitBreaker {
 
     /// Take a permit to send a request, or get how long to wait. Returns the state entered,
     /// if the call changed it (open → half-open).
-    pub fn try_acquire(&mut self, now: Instant) -> (Result<Permit, Duration>, Option<BreakerState>) {
+    pub fn try_acquire(
+        &mut self,
+        now: Instant,
+    ) -> (Result<Permit, Duration>, Option<BreakerState>) {
         let mut changed = None;
         if let Inner::Open { until } = self.inner
             && now >= until
@@ -179,7 +182,11 @@ impl CircuitBreaker {
 
     fn open(&mut self, now: Instant) {
         let jitter = self.config.jitter.clamp(0.0, 10.0);
-        let factor = if jitter > 0.0 { 1.0 + self.rng.random_range(0.0..jitter) } else { 1.0 };
+        let factor = if jitter > 0.0 {
+            1.0 + self.rng.random_range(0.0..jitter)
+        } else {
+            1.0
+        };
         self.inner = Inner::Open {
             until: now + self.config.open_for.mul_f64(factor),
         };
@@ -218,7 +225,10 @@ mod tests {
         assert_eq!(b.on_failure(Permit::Normal, t0), Some(BreakerState::Open));
         assert_eq!(b.state(t0), BreakerState::Open);
         assert!(!b.would_allow(t0 + Duration::from_millis(4999)));
-        assert_eq!(b.try_acquire(t0 + Duration::from_secs(1)).0, Err(Duration::from_secs(4)));
+        assert_eq!(
+            b.try_acquire(t0 + Duration::from_secs(1)).0,
+            Err(Duration::from_secs(4))
+        );
 
         let t1 = t0 + Duration::from_secs(5);
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
@@ -249,7 +259,10 @@ mod tests {
         // A late failure of a request sent while closed does not count against the trial.
         assert_eq!(b.on_failure(Permit::Normal, t1), None);
         assert_eq!(b.on_failure(Permit::Trial, t1), Some(BreakerState::Open));
-        assert_eq!(b.state(t1 + Duration::from_millis(4999)), BreakerState::Open);
+        assert_eq!(
+            b.state(t1 + Duration::from_millis(4999)),
+            BreakerState::Open
+        );
         assert_eq!(b.state(t1 + Duration::from_secs(5)), BreakerState::HalfOpen);
     }
 
@@ -265,7 +278,10 @@ mod tests {
         };
         for seed in 0..50 {
             let d = open_until(seed);
-            assert!(d >= Duration::from_secs(5) && d < Duration::from_secs(6), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(5) && d < Duration::from_secs(6),
+                "{d:?}"
+            );
             assert_eq!(d, open_until(seed));
         }
         assert_ne!(open_until(1), open_until(2));

@@ -35,7 +35,10 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
-    pub fn collect(query: Option<&RemoteQueryBackend>, ingest: Option<&RemoteIngestBackend>) -> Self {
+    pub fn collect(
+        query: Option<&RemoteQueryBackend>,
+        ingest: Option<&RemoteIngestBackend>,
+    ) -> Self {
         Self {
             compute: query.map(|q| q.status()).unwrap_or_default(),
             ingest: ingest.map(|i| i.status()).unwrap_or_default(),
@@ -52,7 +55,9 @@ impl ClusterStatus {
 
     /// A short text table, one node per line.
     pub fn to_text(&self) -> String {
-        let mut out = String::from("ROLE     NODE                      HEALTHY  BREAKER    IN-FLIGHT  FAILURES  LAST ERROR\n");
+        let mut out = String::from(
+            "ROLE     NODE                      HEALTHY  BREAKER    IN-FLIGHT  FAILURES  LAST ERROR\n",
+        );
         for n in self.compute.iter().chain(&self.ingest) {
             out.push_str(&format!(
                 "{:<8} {:<25} {:<8} {:<10} {:<10} {:<9} {}\n",

@@ -221,7 +221,10 @@ impl FromStr for NodeSpec {
         };
         let (addr, weight) = match s.rsplit_once('*') {
             Some((addr, w)) => {
-                let w: u32 = w.trim().parse().map_err(|_| bad("the weight is not a positive integer"))?;
+                let w: u32 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("the weight is not a positive integer"))?;
                 if w == 0 {
                     return Err(bad("the weight must be at least 1"));
                 }
@@ -252,16 +255,24 @@ impl From<String> for NodeSpec {
 /// Parse `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"` or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as 250ms, 1s or 2m"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 250ms, 1s or 2m"))?;
     let scale = match unit.trim() {
         "" | "ms" => 1e-3,
         "us" | "µs" => 1e-6,
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}`: use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{s}`: {e}"))
 }
@@ -301,15 +312,31 @@ mod tests {
 
     #[test]
     fn policies_and_node_specs_parse() {
-        assert_eq!("round-robin".parse::<Policy>().ok(), Some(Policy::RoundRobin));
-        assert_eq!("Least_Outstanding".parse::<Policy>().ok(), Some(Policy::LeastOutstanding));
+        assert_eq!(
+            "round-robin".parse::<Policy>().ok(),
+            Some(Policy::RoundRobin)
+        );
+        assert_eq!(
+            "Least_Outstanding".parse::<Policy>().ok(),
+            Some(Policy::LeastOutstanding)
+        );
         assert_eq!("weighted".parse::<Policy>().ok(), Some(Policy::Weighted));
-        assert_eq!("cache-affinity".parse::<Policy>().ok(), Some(Policy::CacheAffinity));
-        let err = "fastest".parse::<Policy>().err().map(|e| e.message).unwrap_or_default();
+        assert_eq!(
+            "cache-affinity".parse::<Policy>().ok(),
+            Some(Policy::CacheAffinity)
+        );
+        let err = "fastest"
+            .parse::<Policy>()
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
         assert!(err.contains("round-robin"), "{err}");
 
         assert_eq!("a:1".parse::<NodeSpec>().ok(), Some(NodeSpec::new("a:1")));
-        assert_eq!("a:1*3".parse::<NodeSpec>().ok(), Some(NodeSpec::new("a:1").with_weight(3)));
+        assert_eq!(
+            "a:1*3".parse::<NodeSpec>().ok(),
+            Some(NodeSpec::new("a:1").with_weight(3))
+        );
         assert!("a:1*0".parse::<NodeSpec>().is_err());
         assert!("a:1*x".parse::<NodeSpec>().is_err());
         assert!("".parse::<NodeSpec>().is_err());

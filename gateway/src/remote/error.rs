@@ -51,13 +51,17 @@ pub fn status_to_backend_error(status: &tonic::Status) -> BackendError {
         Code::Cancelled => ErrorKind::Unavailable,
         Code::Unknown if is_transport_message(message) => ErrorKind::Unavailable,
         Code::Internal if is_transport_message(message) => ErrorKind::Unavailable,
-        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss | Code::Unimplemented => ErrorKind::Internal,
+        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss | Code::Unimplemented => {
+            ErrorKind::Internal
+        }
     };
     let message = match status.code() {
         Code::Unimplemented => format!(
             "the node does not implement this call ({message}); are the gateway and the node running the same version of Strata?"
         ),
-        _ if message.is_empty() => format!("the node failed with {:?} and no message", status.code()),
+        _ if message.is_empty() => {
+            format!("the node failed with {:?} and no message", status.code())
+        }
         _ => message.to_string(),
     };
     let mut err = BackendError::new(kind, message);
@@ -74,28 +78,41 @@ pub fn status_to_backend_error(status: &tonic::Status) -> BackendError {
 
 fn is_transport_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    ["transport error", "h2 protocol error", "connection", "broken pipe", "tcp connect", "error trying to connect"]
-        .iter()
-        .any(|needle| m.contains(needle))
+    [
+        "transport error",
+        "h2 protocol error",
+        "connection",
+        "broken pipe",
+        "tcp connect",
+        "error trying to connect",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 /// Map an error from the Flight client helpers (decoding, tonic) to a [`BackendError`].
 pub(crate) fn flight_error_to_backend_error(err: FlightError) -> BackendError {
     match err {
         FlightError::Tonic(status) => status_to_backend_error(&status),
-        FlightError::Arrow(e) => BackendError::new(ErrorKind::Internal, format!("bad Arrow data from the node: {e}")),
+        FlightError::Arrow(e) => BackendError::new(
+            ErrorKind::Internal,
+            format!("bad Arrow data from the node: {e}"),
+        ),
         FlightError::NotYetImplemented(m) => BackendError::new(ErrorKind::Internal, m),
-        FlightError::ProtocolError(m) | FlightError::DecodeError(m) => {
-            BackendError::new(ErrorKind::Internal, format!("bad Flight message from the node: {m}"))
-        }
+        FlightError::ProtocolError(m) | FlightError::DecodeError(m) => BackendError::new(
+            ErrorKind::Internal,
+            format!("bad Flight message from the node: {m}"),
+        ),
         FlightError::ExternalError(e) => BackendError::new(ErrorKind::Internal, e.to_string()),
     }
 }
 
 /// Say which node failed, for errors that are the node's fault rather than the request's.
 pub(crate) fn with_node_context(mut err: BackendError, role: &str, addr: &str) -> BackendError {
-    if matches!(err.kind, ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Internal)
-        && !err.message.contains(addr)
+    if matches!(
+        err.kind,
+        ErrorKind::Unavailable | ErrorKind::DeadlineExceeded | ErrorKind::Internal
+    ) && !err.message.contains(addr)
     {
         err.message = format!("{role} node {addr}: {}", err.message);
     }
@@ -109,27 +126,61 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds_and_keep_retry_after() {
         let mut s = tonic::Status::unavailable("shard writer is restarting");
-        s.metadata_mut().insert(RETRY_AFTER_MS_HEADER, tonic::metadata::MetadataValue::from_static("750"));
+        s.metadata_mut().insert(
+            RETRY_AFTER_MS_HEADER,
+            tonic::metadata::MetadataValue::from_static("750"),
+        );
         let e = status_to_backend_error(&s);
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert_eq!(e.retry_after, Some(Duration::from_millis(750)));
         assert_eq!(e.message, "shard writer is restarting");
 
         let cases = [
-            (tonic::Status::invalid_argument("bad sql"), ErrorKind::InvalidArgument),
+            (
+                tonic::Status::invalid_argument("bad sql"),
+                ErrorKind::InvalidArgument,
+            ),
             (tonic::Status::not_found("no table"), ErrorKind::NotFound),
-            (tonic::Status::resource_exhausted("quota"), ErrorKind::ResourceExhausted),
-            (tonic::Status::permission_denied("no"), ErrorKind::PermissionDenied),
-            (tonic::Status::deadline_exceeded("slow"), ErrorKind::DeadlineExceeded),
-            (tonic::Status::cancelled("Timeout expired"), ErrorKind::DeadlineExceeded),
-            (tonic::Status::unknown("transport error"), ErrorKind::Unavailable),
-            (tonic::Status::unknown("h2 protocol error: connection reset"), ErrorKind::Unavailable),
-            (tonic::Status::unknown("panic in handler"), ErrorKind::Internal),
-            (tonic::Status::unimplemented("do_exchange"), ErrorKind::Internal),
+            (
+                tonic::Status::resource_exhausted("quota"),
+                ErrorKind::ResourceExhausted,
+            ),
+            (
+                tonic::Status::permission_denied("no"),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                tonic::Status::deadline_exceeded("slow"),
+                ErrorKind::DeadlineExceeded,
+            ),
+            (
+                tonic::Status::cancelled("Timeout expired"),
+                ErrorKind::DeadlineExceeded,
+            ),
+            (
+                tonic::Status::unknown("transport error"),
+                ErrorKind::Unavailable,
+            ),
+            (
+                tonic::Status::unknown("h2 protocol error: connection reset"),
+                ErrorKind::Unavailable,
+            ),
+            (
+                tonic::Status::unknown("panic in handler"),
+                ErrorKind::Internal,
+            ),
+            (
+                tonic::Status::unimplemented("do_exchange"),
+                ErrorKind::Internal,
+            ),
         ];
         for (status, kind) in cases {
             assert_eq!(status_to_backend_error(&status).kind, kind, "{status:?}");
         }
-        assert!(status_to_backend_error(&tonic::Status::unimplemented("x")).message.contains("same version"));
+        assert!(
+            status_to_backend_error(&tonic::Status::unimplemented("x"))
+                .message
+                .contains("same version")
+        );
     }
 }

@@ -26,9 +26,13 @@ use super::error::{DURABILITY_HEADER, PRODUCER_ID_HEADER, SEQUENCE_HEADER, SHARD
 use super::metrics::{RemoteMetrics, Role};
 use super::pool::{Node, NodeLease, NodePool};
 use super::retry::{AttemptError, Retrier};
-use super::rpc::{bounded, deadline_after, do_get, encode, guarded, insert_header, peek_first, request, settle, status_err};
+use super::rpc::{
+    bounded, deadline_after, do_get, encode, guarded, insert_header, peek_first, request, settle,
+    status_err,
+};
 use crate::backend::{
-    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest, ShardAck, WriteAck, WriteRequest,
+    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest, ShardAck,
+    WriteAck, WriteRequest,
 };
 
 /// How a table is sharded, as the manifest says.
@@ -46,7 +50,11 @@ pub struct TableLayout {
 pub trait ShardResolver: Send + Sync + 'static {
     /// `None` when the table does not exist yet: the whole write then goes to the owner of
     /// shard 0, which creates the table.
-    async fn layout(&self, caller: &Caller, table: &str) -> Result<Option<TableLayout>, BackendError>;
+    async fn layout(
+        &self,
+        caller: &Caller,
+        table: &str,
+    ) -> Result<Option<TableLayout>, BackendError>;
 }
 
 /// Writes to and log reads from ingest nodes. Create inside a Tokio runtime; dropping it
@@ -62,7 +70,9 @@ pub struct RemoteIngestBackend {
 
 impl std::fmt::Debug for RemoteIngestBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteIngestBackend").field("pool", &self.pool).finish_non_exhaustive()
+        f.debug_struct("RemoteIngestBackend")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +135,11 @@ impl RemoteIngestBackend {
 
     fn ring(&self, num_shards: u32) -> Arc<HashRing> {
         let mut rings = self.rings.lock();
-        Arc::clone(rings.entry(num_shards).or_insert_with(|| Arc::new(HashRing::for_shards(num_shards))))
+        Arc::clone(
+            rings
+                .entry(num_shards)
+                .or_insert_with(|| Arc::new(HashRing::for_shards(num_shards))),
+        )
     }
 
     /// Split a write's batches by owner node.
@@ -160,7 +174,10 @@ impl RemoteIngestBackend {
             let parts = partition_by_shard(batch, Some(key), &ring, 0).map_err(|e| {
                 BackendError::new(
                     ErrorKind::InvalidArgument,
-                    format!("cannot route rows of table `{}` by its shard key `{key}`: {e}", req.table),
+                    format!(
+                        "cannot route rows of table `{}` by its shard key `{key}`: {e}",
+                        req.table
+                    ),
                 )
             })?;
             for (shard, part) in parts {
@@ -177,7 +194,13 @@ impl RemoteIngestBackend {
     /// A lease on the owner of `shards`: the first attempt needs the node in rotation and its
     /// breaker closed; a retry (only for idempotent writes) needs only the breaker, because
     /// no other node can take the shard and the retry itself is the probe.
-    fn lease_owner(&self, node: usize, attempt: u32, what: &str, idempotent: bool) -> Result<NodeLease, AttemptError> {
+    fn lease_owner(
+        &self,
+        node: usize,
+        attempt: u32,
+        what: &str,
+        idempotent: bool,
+    ) -> Result<NodeLease, AttemptError> {
         let now = std::time::Instant::now();
         let Some(n) = self.pool.nodes().get(node) else {
             return Err(AttemptError::fatal(BackendError::new(
@@ -187,7 +210,11 @@ impl RemoteIngestBackend {
         };
         let down = |n: &Arc<Node>| {
             let wait = n.retry_after(now, self.pool.config());
-            let again = if idempotent { " with the same producer id and sequence" } else { "" };
+            let again = if idempotent {
+                " with the same producer id and sequence"
+            } else {
+                ""
+            };
             AttemptError::fatal(
                 BackendError::new(
                     ErrorKind::Unavailable,
@@ -208,52 +235,77 @@ impl RemoteIngestBackend {
         n.acquire(now).map_err(|_| down(n))
     }
 
-    async fn write_to_node(&self, node: usize, req: &WriteRequest, w: NodeWrite, deadline: Option<Instant>) -> Result<WriteAck, BackendError> {
+    async fn write_to_node(
+        &self,
+        node: usize,
+        req: &WriteRequest,
+        w: NodeWrite,
+        deadline: Option<Instant>,
+    ) -> Result<WriteAck, BackendError> {
         let shards: Vec<String> = w.shards.iter().map(u32::to_string).collect();
-        let what = format!("shard{} {} of table `{}`", if shards.len() == 1 { "" } else { "s" }, shards.join(", "), req.table);
+        let what = format!(
+            "shard{} {} of table `{}`",
+            if shards.len() == 1 { "" } else { "s" },
+            shards.join(", "),
+            req.table
+        );
         let shard_hint = w.shard_hint;
-        let data = encode(FlightDescriptor::new_path(vec![req.table.clone()]), w.batches).await?;
+        let data = encode(
+            FlightDescriptor::new_path(vec![req.table.clone()]),
+            w.batches,
+        )
+        .await?;
         let idempotent = req.producer.is_some();
         let cap = self.pool.config().request_timeout;
         let metrics = self.pool.metrics();
         let (ack, _guard) = self
             .retrier
-            .run(idempotent, deadline, || metrics.retried(Role::Ingest, "write"), |attempt| {
-                let lease = self.lease_owner(node, attempt, &what, idempotent);
-                let data = data.clone();
-                async move {
-                    let lease = lease?;
-                    let mut client = lease.node().client();
-                    let result = bounded(deadline, cap, "the write's acknowledgement", async {
-                        let mut r = request(futures::stream::iter(data), &req.caller, deadline)?;
-                        if let Some((producer, seq)) = &req.producer {
-                            insert_header(&mut r, PRODUCER_ID_HEADER, producer)?;
-                            insert_header(&mut r, SEQUENCE_HEADER, &seq.to_string())?;
-                        }
-                        let durability = match req.durability {
-                            Durability::Durable => "durable",
-                            Durability::Buffered => "buffered",
-                        };
-                        insert_header(&mut r, DURABILITY_HEADER, durability)?;
-                        if let Some(shard) = shard_hint {
-                            insert_header(&mut r, SHARD_HEADER, &shard.to_string())?;
-                        }
-                        let mut results = client.do_put(r).await.map_err(status_err)?.into_inner();
-                        let mut ack = None;
-                        // Read to the end: an error status may follow the acknowledgement.
-                        while let Some(put) = results.message().await.map_err(status_err)? {
-                            if ack.is_none() && !put.app_metadata.is_empty() {
-                                ack = Some(parse_ack(&put.app_metadata)?);
+            .run(
+                idempotent,
+                deadline,
+                || metrics.retried(Role::Ingest, "write"),
+                |attempt| {
+                    let lease = self.lease_owner(node, attempt, &what, idempotent);
+                    let data = data.clone();
+                    async move {
+                        let lease = lease?;
+                        let mut client = lease.node().client();
+                        let result = bounded(deadline, cap, "the write's acknowledgement", async {
+                            let mut r =
+                                request(futures::stream::iter(data), &req.caller, deadline)?;
+                            if let Some((producer, seq)) = &req.producer {
+                                insert_header(&mut r, PRODUCER_ID_HEADER, producer)?;
+                                insert_header(&mut r, SEQUENCE_HEADER, &seq.to_string())?;
                             }
-                        }
-                        ack.ok_or_else(|| {
-                            BackendError::new(ErrorKind::Internal, "the ingest node answered the write without an acknowledgement")
+                            let durability = match req.durability {
+                                Durability::Durable => "durable",
+                                Durability::Buffered => "buffered",
+                            };
+                            insert_header(&mut r, DURABILITY_HEADER, durability)?;
+                            if let Some(shard) = shard_hint {
+                                insert_header(&mut r, SHARD_HEADER, &shard.to_string())?;
+                            }
+                            let mut results =
+                                client.do_put(r).await.map_err(status_err)?.into_inner();
+                            let mut ack = None;
+                            // Read to the end: an error status may follow the acknowledgement.
+                            while let Some(put) = results.message().await.map_err(status_err)? {
+                                if ack.is_none() && !put.app_metadata.is_empty() {
+                                    ack = Some(parse_ack(&put.app_metadata)?);
+                                }
+                            }
+                            ack.ok_or_else(|| {
+                                BackendError::new(
+                                    ErrorKind::Internal,
+                                    "the ingest node answered the write without an acknowledgement",
+                                )
+                            })
                         })
-                    })
-                    .await;
-                    settle(&self.pool, "write", lease, result, deadline)
-                }
-            })
+                        .await;
+                        settle(&self.pool, "write", lease, result, deadline)
+                    }
+                },
+            )
             .await?;
         Ok(ack)
     }
@@ -261,7 +313,10 @@ impl RemoteIngestBackend {
 
 fn parse_ack(bytes: &[u8]) -> Result<WriteAck, BackendError> {
     let a: AckJson = serde_json::from_slice(bytes).map_err(|e| {
-        BackendError::new(ErrorKind::Internal, format!("the ingest node's acknowledgement is not valid JSON: {e}"))
+        BackendError::new(
+            ErrorKind::Internal,
+            format!("the ingest node's acknowledgement is not valid JSON: {e}"),
+        )
     })?;
     Ok(WriteAck {
         rows: a.rows,
@@ -285,16 +340,23 @@ impl IngestBackend for RemoteIngestBackend {
             return Ok(WriteAck::default());
         }
         if let Some(first) = req.batches.first()
-            && req.batches.iter().any(|b| b.schema_ref() != first.schema_ref())
+            && req
+                .batches
+                .iter()
+                .any(|b| b.schema_ref() != first.schema_ref())
         {
             return Err(BackendError::new(
                 ErrorKind::InvalidArgument,
-                format!("the batches of one write to `{}` must share one schema; send a write per schema", req.table),
+                format!(
+                    "the batches of one write to `{}` must share one schema; send a write per schema",
+                    req.table
+                ),
             ));
         }
         let deadline = deadline_after(req.timeout);
         let plan = self.plan(&req).await?;
-        let nodes: Vec<(usize, Vec<u32>)> = plan.iter().map(|(n, w)| (*n, w.shards.clone())).collect();
+        let nodes: Vec<(usize, Vec<u32>)> =
+            plan.iter().map(|(n, w)| (*n, w.shards.clone())).collect();
         let req = &req;
         let results = futures::future::join_all(
             plan.into_iter()
@@ -358,26 +420,39 @@ impl IngestBackend for RemoteIngestBackend {
         let req = &req;
         let (stream, guard) = self
             .retrier
-            .run(true, None, || metrics.retried(Role::Ingest, "read_log"), |attempt| {
-                let lease = self.lease_owner(node, attempt, &what, true);
-                let ticket = ticket.clone();
-                async move {
-                    let lease = lease?;
-                    let mut client = lease.node().client();
-                    let result = async {
-                        let stream = bounded(None, cap, "the log stream", do_get(&mut client, ticket, &req.caller, None)).await?;
-                        if req.follow {
-                            // A tail may wait long for its first record: hand it over now.
-                            let s: BatchStream = Box::pin(stream.map(|r| r.map_err(super::error::flight_error_to_backend_error)));
-                            Ok(s)
-                        } else {
-                            peek_first(stream, None, cap).await.map(|(_, s)| s)
+            .run(
+                true,
+                None,
+                || metrics.retried(Role::Ingest, "read_log"),
+                |attempt| {
+                    let lease = self.lease_owner(node, attempt, &what, true);
+                    let ticket = ticket.clone();
+                    async move {
+                        let lease = lease?;
+                        let mut client = lease.node().client();
+                        let result = async {
+                            let stream = bounded(
+                                None,
+                                cap,
+                                "the log stream",
+                                do_get(&mut client, ticket, &req.caller, None),
+                            )
+                            .await?;
+                            if req.follow {
+                                // A tail may wait long for its first record: hand it over now.
+                                let s: BatchStream = Box::pin(stream.map(|r| {
+                                    r.map_err(super::error::flight_error_to_backend_error)
+                                }));
+                                Ok(s)
+                            } else {
+                                peek_first(stream, None, cap).await.map(|(_, s)| s)
+                            }
                         }
+                        .await;
+                        settle(&self.pool, "read_log", lease, result, None)
                     }
-                    .await;
-                    settle(&self.pool, "read_log", lease, result, None)
-                }
-            })
+                },
+            )
             .await?;
         Ok(guarded(stream, guard, None))
     }

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the remote clients, recorded in a registry the caller owns.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use serde::Serialize;
 
 use crate::backend::{BackendError, ErrorKind};
@@ -65,7 +67,10 @@ impl RemoteMetrics {
         let m = Self::unregistered()?;
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).map_err(|e| {
-                BackendError::new(ErrorKind::Internal, format!("cannot register remote-client metrics: {e}"))
+                BackendError::new(
+                    ErrorKind::Internal,
+                    format!("cannot register remote-client metrics: {e}"),
+                )
             })
         };
         reg(Box::new(m.requests.clone()))?;
@@ -81,31 +86,63 @@ impl RemoteMetrics {
 
     /// Metrics recorded nowhere (tests, tools).
     pub fn unregistered() -> Result<Self, BackendError> {
-        let internal = |e: prometheus::Error| BackendError::new(ErrorKind::Internal, format!("bad metric definition: {e}"));
+        let internal = |e: prometheus::Error| {
+            BackendError::new(ErrorKind::Internal, format!("bad metric definition: {e}"))
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).map_err(internal)
         };
-        let gauge =
-            |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels).map_err(internal);
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).map_err(internal)
+        };
         Ok(Self {
-            requests: counter(REQUESTS_TOTAL, "Requests sent to a node (each attempt counts).", &["role", "node"])?,
-            failures: counter(FAILURES_TOTAL, "Failed requests to a node, by error kind.", &["role", "node", "kind"])?,
-            retries: counter(RETRIES_TOTAL, "Retried requests (attempts after the first).", &["role", "op"])?,
+            requests: counter(
+                REQUESTS_TOTAL,
+                "Requests sent to a node (each attempt counts).",
+                &["role", "node"],
+            )?,
+            failures: counter(
+                FAILURES_TOTAL,
+                "Failed requests to a node, by error kind.",
+                &["role", "node", "kind"],
+            )?,
+            retries: counter(
+                RETRIES_TOTAL,
+                "Retried requests (attempts after the first).",
+                &["role", "op"],
+            )?,
             attempt_seconds: HistogramVec::new(
-                HistogramOpts::new(ATTEMPT_SECONDS, "Time until a node's answer starts, per attempt.").buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                HistogramOpts::new(
+                    ATTEMPT_SECONDS,
+                    "Time until a node's answer starts, per attempt.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
                 ]),
                 &["role", "op"],
             )
             .map_err(internal)?,
-            breaker_state: gauge(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 half-open, 2 open.", &["role", "node"])?,
+            breaker_state: gauge(
+                BREAKER_STATE,
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                &["role", "node"],
+            )?,
             breaker_transitions: counter(
                 BREAKER_TRANSITIONS_TOTAL,
                 "Circuit breaker transitions, by the state entered.",
                 &["role", "node", "to"],
             )?,
-            healthy: gauge(NODE_HEALTHY, "1 when the node is in rotation.", &["role", "node"])?,
-            in_flight: gauge(IN_FLIGHT, "Requests in flight to the node.", &["role", "node"])?,
+            healthy: gauge(
+                NODE_HEALTHY,
+                "1 when the node is in rotation.",
+                &["role", "node"],
+            )?,
+            in_flight: gauge(
+                IN_FLIGHT,
+                "Requests in flight to the node.",
+                &["role", "node"],
+            )?,
         })
     }
 
@@ -127,7 +164,9 @@ impl RemoteMetrics {
     }
 
     pub(crate) fn observe_attempt(&self, role: Role, op: &str, seconds: f64) {
-        self.attempt_seconds.with_label_values(&[role.as_str(), op]).observe(seconds);
+        self.attempt_seconds
+            .with_label_values(&[role.as_str(), op])
+            .observe(seconds);
     }
 }
 

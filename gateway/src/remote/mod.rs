@@ -74,13 +74,13 @@ pub use breaker::{BreakerState, CircuitBreaker, Permit};
 pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::{BreakerConfig, NodeSpec, Policy, RemoteConfig, RetryConfig, parse_duration};
 pub use error::{
-    DURABILITY_HEADER, HEALTH_ACTION, PRODUCER_ID_HEADER, REQUEST_ID_HEADER, RETRY_AFTER_MS_HEADER, SEQUENCE_HEADER,
-    SHARD_HEADER, TENANT_HEADER, status_to_backend_error,
+    DURABILITY_HEADER, HEALTH_ACTION, PRODUCER_ID_HEADER, REQUEST_ID_HEADER, RETRY_AFTER_MS_HEADER,
+    SEQUENCE_HEADER, SHARD_HEADER, TENANT_HEADER, status_to_backend_error,
 };
 pub use ingest::{RemoteIngestBackend, ShardResolver, TableLayout};
 pub use metrics::{
-    ATTEMPT_SECONDS, BREAKER_STATE, BREAKER_TRANSITIONS_TOTAL, FAILURES_TOTAL, IN_FLIGHT, NODE_HEALTHY, REQUESTS_TOTAL,
-    RETRIES_TOTAL, RemoteMetrics, Role,
+    ATTEMPT_SECONDS, BREAKER_STATE, BREAKER_TRANSITIONS_TOTAL, FAILURES_TOTAL, IN_FLIGHT,
+    NODE_HEALTHY, REQUESTS_TOTAL, RETRIES_TOTAL, RemoteMetrics, Role,
 };
 pub use pool::NodePool;
 pub use query::RemoteQueryBackend;

@@ -33,11 +33,19 @@ pub struct NodePool {
 impl NodePool {
     /// Channels connect on first use; nothing is dialled here. Must be called inside a Tokio
     /// runtime (the health checker and the channels' workers run on it).
-    pub fn new(role: Role, nodes: &[NodeSpec], config: &RemoteConfig, metrics: &RemoteMetrics) -> Result<Self, BackendError> {
+    pub fn new(
+        role: Role,
+        nodes: &[NodeSpec],
+        config: &RemoteConfig,
+        metrics: &RemoteMetrics,
+    ) -> Result<Self, BackendError> {
         if nodes.is_empty() {
             return Err(BackendError::new(
                 ErrorKind::InvalidArgument,
-                format!("no {} nodes configured: give at least one host:port", role.as_str()),
+                format!(
+                    "no {} nodes configured: give at least one host:port",
+                    role.as_str()
+                ),
             ));
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -53,7 +61,9 @@ impl NodePool {
         let nodes = nodes
             .iter()
             .enumerate()
-            .map(|(index, spec)| Node::new(role, index, spec, config, metrics, seeds.random()).map(Arc::new))
+            .map(|(index, spec)| {
+                Node::new(role, index, spec, config, metrics, seeds.random()).map(Arc::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let health = HealthTask::spawn(
             nodes.iter().map(Arc::clone).collect(),
@@ -121,7 +131,11 @@ impl NodePool {
             }
         }
         let pool = if healthy.is_empty() { allowed } else { healthy };
-        let untried: Vec<usize> = pool.iter().copied().filter(|i| !tried.contains(i)).collect();
+        let untried: Vec<usize> = pool
+            .iter()
+            .copied()
+            .filter(|i| !tried.contains(i))
+            .collect();
         if untried.is_empty() { pool } else { untried }
     }
 
@@ -192,11 +206,19 @@ impl Node {
         metrics: &RemoteMetrics,
         seed: u64,
     ) -> Result<Self, BackendError> {
-        let uri = if spec.addr.contains("://") { spec.addr.clone() } else { format!("http://{}", spec.addr) };
+        let uri = if spec.addr.contains("://") {
+            spec.addr.clone()
+        } else {
+            format!("http://{}", spec.addr)
+        };
         let endpoint = Endpoint::from_shared(uri).map_err(|e| {
             BackendError::new(
                 ErrorKind::InvalidArgument,
-                format!("bad {} node address `{}`: {e}; write host:port", role.as_str(), spec.addr),
+                format!(
+                    "bad {} node address `{}`: {e}; write host:port",
+                    role.as_str(),
+                    spec.addr
+                ),
             )
         })?;
         let channel = endpoint
@@ -209,7 +231,9 @@ impl Node {
             .connect_lazy();
         let metrics = metrics.node(role, &spec.addr);
         metrics.healthy.set(1);
-        metrics.breaker_state.set(BreakerState::Closed.gauge_value());
+        metrics
+            .breaker_state
+            .set(BreakerState::Closed.gauge_value());
         Ok(Self {
             index,
             addr: spec.addr.clone(),
@@ -393,7 +417,9 @@ impl InFlight {
     fn new(node: &Arc<Node>) -> Self {
         node.in_flight.fetch_add(1, Ordering::Relaxed);
         node.metrics.in_flight.inc();
-        Self { node: Arc::clone(node) }
+        Self {
+            node: Arc::clone(node),
+        }
     }
 
     pub(crate) fn node(&self) -> &Node {

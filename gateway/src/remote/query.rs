@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
-    CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
-    ProstMessageExt,
-};
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
+};
 use arrow_flight::{Action, FlightDescriptor, FlightInfo, Ticket};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -31,9 +31,12 @@ use super::metrics::{RemoteMetrics, Role};
 use super::pool::{InFlight, Node, NodeLease, NodePool};
 use super::retry::{AttemptError, Retrier};
 use super::rpc::{
-    bounded, deadline_after, decode_schema, do_get, empty_schema, encode, guarded, peek_first, request, settle, status_err,
+    bounded, deadline_after, decode_schema, do_get, empty_schema, encode, guarded, peek_first,
+    request, settle, status_err,
 };
-use crate::backend::{BackendError, BatchStream, Caller, ErrorKind, PreparedSchemas, QueryBackend, QueryRequest};
+use crate::backend::{
+    BackendError, BatchStream, Caller, ErrorKind, PreparedSchemas, QueryBackend, QueryRequest,
+};
 
 /// Runs SQL on a set of compute nodes. Create inside a Tokio runtime; dropping it stops the
 /// health checker.
@@ -45,7 +48,11 @@ pub struct RemoteQueryBackend {
 }
 
 impl RemoteQueryBackend {
-    pub fn new(nodes: &[NodeSpec], config: &RemoteConfig, metrics: &RemoteMetrics) -> Result<Self, BackendError> {
+    pub fn new(
+        nodes: &[NodeSpec],
+        config: &RemoteConfig,
+        metrics: &RemoteMetrics,
+    ) -> Result<Self, BackendError> {
         let pool = NodePool::new(Role::Compute, nodes, config, metrics)?;
         let balancer = Balancer::new(config.policy, &pool.addrs());
         Ok(Self {
@@ -82,7 +89,13 @@ impl RemoteQueryBackend {
     }
 
     /// Run `f` on a node, retrying retryable failures on other nodes within the deadline.
-    async fn run<T, F, Fut>(&self, op: &'static str, key: u64, deadline: Option<Instant>, mut f: F) -> Result<(T, InFlight), BackendError>
+    async fn run<T, F, Fut>(
+        &self,
+        op: &'static str,
+        key: u64,
+        deadline: Option<Instant>,
+        mut f: F,
+    ) -> Result<(T, InFlight), BackendError>
     where
         F: FnMut(Arc<Node>) -> Fut,
         Fut: Future<Output = Result<T, BackendError>>,
@@ -90,19 +103,24 @@ impl RemoteQueryBackend {
         let tried = Mutex::new(Vec::new());
         let metrics = self.pool.metrics();
         self.retrier
-            .run(true, deadline, || metrics.retried(Role::Compute, op), |_attempt| {
-                let tried_so_far = tried.lock().clone();
-                let work = self.lease(key, &tried_so_far).map(|lease| {
-                    tried.lock().push(lease.node().index);
-                    let fut = f(Arc::clone(lease.node()));
-                    (lease, fut)
-                });
-                async move {
-                    let (lease, fut) = work?;
-                    let result = fut.await;
-                    settle(&self.pool, op, lease, result, deadline)
-                }
-            })
+            .run(
+                true,
+                deadline,
+                || metrics.retried(Role::Compute, op),
+                |_attempt| {
+                    let tried_so_far = tried.lock().clone();
+                    let work = self.lease(key, &tried_so_far).map(|lease| {
+                        tried.lock().push(lease.node().index);
+                        let fut = f(Arc::clone(lease.node()));
+                        (lease, fut)
+                    });
+                    async move {
+                        let (lease, fut) = work?;
+                        let result = fut.await;
+                        settle(&self.pool, op, lease, result, deadline)
+                    }
+                },
+            )
             .await
     }
 
@@ -170,7 +188,12 @@ impl QueryBackend for RemoteQueryBackend {
                     if req.params.is_some() {
                         let prepared = create_prepared(&mut client, req, deadline).await?;
                         let schema = decode_schema(&prepared.dataset_schema);
-                        close_prepared(&mut client, Some(prepared.prepared_statement_handle), &req.caller).await;
+                        close_prepared(
+                            &mut client,
+                            Some(prepared.prepared_statement_handle),
+                            &req.caller,
+                        )
+                        .await;
                         return schema?.ok_or_else(no_schema);
                     }
                     let (info, _) = flight_info(&mut client, req, deadline).await?;
@@ -194,7 +217,12 @@ impl QueryBackend for RemoteQueryBackend {
                     let prepared = create_prepared(&mut client, req, deadline).await?;
                     let dataset = decode_schema(&prepared.dataset_schema);
                     let parameters = decode_schema(&prepared.parameter_schema);
-                    close_prepared(&mut client, Some(prepared.prepared_statement_handle), &req.caller).await;
+                    close_prepared(
+                        &mut client,
+                        Some(prepared.prepared_statement_handle),
+                        &req.caller,
+                    )
+                    .await;
                     Ok(PreparedSchemas {
                         dataset: dataset?.unwrap_or_else(empty_schema),
                         parameters: parameters?,
@@ -247,7 +275,10 @@ impl QueryBackend for RemoteQueryBackend {
 }
 
 fn no_schema() -> BackendError {
-    BackendError::new(ErrorKind::Internal, "the compute node described the statement without a schema")
+    BackendError::new(
+        ErrorKind::Internal,
+        "the compute node described the statement without a schema",
+    )
 }
 
 /// `GetFlightInfo` for a statement; with parameters, through a prepared statement whose
@@ -277,7 +308,11 @@ async fn flight_info(
         let cmd = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.clone(),
         };
-        let data = encode(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()), vec![params.clone()]).await?;
+        let data = encode(
+            FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()),
+            vec![params.clone()],
+        )
+        .await?;
         let mut results = client
             .do_put(request(futures::stream::iter(data), &req.caller, deadline)?)
             .await
@@ -334,7 +369,12 @@ async fn create_prepared(
     while let Some(r) = results.message().await.map_err(status_err)? {
         answer.get_or_insert(r);
     }
-    let bad = |why: String| BackendError::new(ErrorKind::Internal, format!("bad CreatePreparedStatement answer: {why}"));
+    let bad = |why: String| {
+        BackendError::new(
+            ErrorKind::Internal,
+            format!("bad CreatePreparedStatement answer: {why}"),
+        )
+    };
     let answer = answer.ok_or_else(|| bad("no result".into()))?;
     Any::decode(answer.body.as_ref())
         .map_err(|e| bad(e.to_string()))?
@@ -344,7 +384,11 @@ async fn create_prepared(
 }
 
 /// Best effort: a node that misses the close frees the statement when it expires.
-async fn close_prepared(client: &mut FlightServiceClient<Channel>, handle: Option<Bytes>, caller: &Caller) {
+async fn close_prepared(
+    client: &mut FlightServiceClient<Channel>,
+    handle: Option<Bytes>,
+    caller: &Caller,
+) {
     let Some(handle) = handle else { return };
     let body = ActionClosePreparedStatementRequest {
         prepared_statement_handle: handle,
@@ -353,7 +397,9 @@ async fn close_prepared(client: &mut FlightServiceClient<Channel>, handle: Optio
         r#type: "ClosePreparedStatement".to_string(),
         body: body.as_any().encode_to_vec().into(),
     };
-    let Ok(mut req) = request(action, caller, None) else { return };
+    let Ok(mut req) = request(action, caller, None) else {
+        return;
+    };
     req.set_timeout(std::time::Duration::from_secs(1));
     let close = async {
         let mut results = client.do_action(req).await?.into_inner();
@@ -367,8 +413,15 @@ async fn close_prepared(client: &mut FlightServiceClient<Channel>, handle: Optio
 
 /// Rows of a `CommandGetTables` result with `include_schema`: (table_name, table_schema).
 fn parse_tables(batch: &RecordBatch) -> Result<Vec<(String, SchemaRef)>, BackendError> {
-    let bad = |why: &str| BackendError::new(ErrorKind::Internal, format!("bad GetTables answer from a compute node: {why}"));
-    let names = batch.column_by_name("table_name").ok_or_else(|| bad("no table_name column"))?;
+    let bad = |why: &str| {
+        BackendError::new(
+            ErrorKind::Internal,
+            format!("bad GetTables answer from a compute node: {why}"),
+        )
+    };
+    let names = batch
+        .column_by_name("table_name")
+        .ok_or_else(|| bad("no table_name column"))?;
     let schemas = batch
         .column_by_name("table_schema")
         .ok_or_else(|| bad("no table_schema column (include_schema ignored)"))?;

@@ -28,7 +28,10 @@ impl AttemptError {
 
     /// Never retry this one.
     pub(crate) fn fatal(error: BackendError) -> Self {
-        Self { error, retry: false }
+        Self {
+            error,
+            retry: false,
+        }
     }
 }
 
@@ -85,7 +88,11 @@ impl Retrier {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, AttemptError>>,
     {
-        let max_attempts = if idempotent { self.config.max_attempts.max(1) } else { 1 };
+        let max_attempts = if idempotent {
+            self.config.max_attempts.max(1)
+        } else {
+            1
+        };
         let mut attempt = 1;
         loop {
             let err = match op(attempt).await {
@@ -155,7 +162,10 @@ mod tests {
             assert_eq!(d, b.backoff(retry));
         }
         let spread: Vec<Duration> = (0..20).map(|_| a.backoff(3)).collect();
-        assert!(spread.iter().any(|d| *d != spread[0]), "no jitter: {spread:?}");
+        assert!(
+            spread.iter().any(|d| *d != spread[0]),
+            "no jitter: {spread:?}"
+        );
     }
 
     #[tokio::test]
@@ -164,37 +174,66 @@ mod tests {
         let unavailable = || BackendError::new(ErrorKind::Unavailable, "down");
         let mut calls = 0;
         let res: Result<(), _> = r
-            .run(true, None, || {}, |_| {
-                calls += 1;
-                async { Err(AttemptError::new(unavailable())) }
-            })
+            .run(
+                true,
+                None,
+                || {},
+                |_| {
+                    calls += 1;
+                    async { Err(AttemptError::new(unavailable())) }
+                },
+            )
             .await;
         assert_eq!(res.map_err(|e| e.kind), Err(ErrorKind::Unavailable));
         assert_eq!(calls, 4);
 
         let mut calls = 0;
         let _ = r
-            .run::<(), _, _>(true, None, || {}, |_| {
-                calls += 1;
-                async { Err(AttemptError::new(BackendError::new(ErrorKind::InvalidArgument, "bad"))) }
-            })
+            .run::<(), _, _>(
+                true,
+                None,
+                || {},
+                |_| {
+                    calls += 1;
+                    async {
+                        Err(AttemptError::new(BackendError::new(
+                            ErrorKind::InvalidArgument,
+                            "bad",
+                        )))
+                    }
+                },
+            )
             .await;
         assert_eq!(calls, 1);
 
         let mut calls = 0;
         let _ = r
-            .run::<(), _, _>(false, None, || {}, |_| {
-                calls += 1;
-                async { Err(AttemptError::new(unavailable())) }
-            })
+            .run::<(), _, _>(
+                false,
+                None,
+                || {},
+                |_| {
+                    calls += 1;
+                    async { Err(AttemptError::new(unavailable())) }
+                },
+            )
             .await;
         assert_eq!(calls, 1);
 
         let mut retries = 0;
         let res = r
-            .run(true, None, || retries += 1, |attempt| async move {
-                if attempt < 3 { Err(AttemptError::new(unavailable())) } else { Ok(attempt) }
-            })
+            .run(
+                true,
+                None,
+                || retries += 1,
+                |attempt| async move {
+                    if attempt < 3 {
+                        Err(AttemptError::new(unavailable()))
+                    } else {
+                        Ok(attempt)
+                    }
+                },
+            )
             .await;
         assert_eq!(res.ok(), Some(3));
         assert_eq!(retries, 2);
@@ -211,9 +250,17 @@ mod tests {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(100);
         let res: Result<(), _> = r
-            .run(true, Some(deadline), || {}, |_| async {
-                Err(AttemptError::new(BackendError::new(ErrorKind::Unavailable, "down")))
-            })
+            .run(
+                true,
+                Some(deadline),
+                || {},
+                |_| async {
+                    Err(AttemptError::new(BackendError::new(
+                        ErrorKind::Unavailable,
+                        "down",
+                    )))
+                },
+            )
             .await;
         let elapsed = start.elapsed();
         assert!(elapsed <= Duration::from_millis(100), "{elapsed:?}");

@@ -16,7 +16,10 @@ use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
-use super::error::{REQUEST_ID_HEADER, TENANT_HEADER, flight_error_to_backend_error, status_to_backend_error, with_node_context};
+use super::error::{
+    REQUEST_ID_HEADER, TENANT_HEADER, flight_error_to_backend_error, status_to_backend_error,
+    with_node_context,
+};
 use super::pool::{InFlight, Node, NodeLease, NodePool, Outcome};
 use super::retry::AttemptError;
 use crate::backend::{BackendError, BatchStream, Caller, ErrorKind};
@@ -45,7 +48,11 @@ pub(crate) fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, B
 }
 
 /// Insert an ASCII header; values a client can influence are checked, never unwrapped.
-pub(crate) fn insert_header<T>(req: &mut tonic::Request<T>, name: &'static str, value: &str) -> Result<(), BackendError> {
+pub(crate) fn insert_header<T>(
+    req: &mut tonic::Request<T>,
+    name: &'static str,
+    value: &str,
+) -> Result<(), BackendError> {
     let v = AsciiMetadataValue::try_from(value).map_err(|_| {
         BackendError::new(
             ErrorKind::InvalidArgument,
@@ -58,7 +65,11 @@ pub(crate) fn insert_header<T>(req: &mut tonic::Request<T>, name: &'static str, 
 
 /// A request to a node carrying the caller's tenant and request id, with `grpc-timeout` set
 /// to the time left before the deadline.
-pub(crate) fn request<T>(msg: T, caller: &Caller, deadline: Option<Instant>) -> Result<tonic::Request<T>, BackendError> {
+pub(crate) fn request<T>(
+    msg: T,
+    caller: &Caller,
+    deadline: Option<Instant>,
+) -> Result<tonic::Request<T>, BackendError> {
     let mut req = tonic::Request::new(msg);
     if let Some(tenant) = &caller.tenant {
         insert_header(&mut req, TENANT_HEADER, tenant)?;
@@ -140,17 +151,30 @@ pub(crate) fn decode_schema(bytes: &[u8]) -> Result<Option<SchemaRef>, BackendEr
     }
     arrow::ipc::convert::try_schema_from_ipc_buffer(bytes)
         .map(|s| Some(Arc::new(s)))
-        .map_err(|e| BackendError::new(ErrorKind::Internal, format!("the node sent a schema that does not decode: {e}")))
+        .map_err(|e| {
+            BackendError::new(
+                ErrorKind::Internal,
+                format!("the node sent a schema that does not decode: {e}"),
+            )
+        })
 }
 
 /// Encode batches as Flight data, the descriptor on the first message.
-pub(crate) async fn encode(descriptor: FlightDescriptor, batches: Vec<RecordBatch>) -> Result<Vec<FlightData>, BackendError> {
+pub(crate) async fn encode(
+    descriptor: FlightDescriptor,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<FlightData>, BackendError> {
     FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))
         .build(futures::stream::iter(batches.into_iter().map(Ok)))
         .try_collect()
         .await
-        .map_err(|e| BackendError::new(ErrorKind::InvalidArgument, format!("cannot encode the batches for a node: {e}")))
+        .map_err(|e| {
+            BackendError::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot encode the batches for a node: {e}"),
+            )
+        })
 }
 
 /// Open a `DoGet` stream of record batches.
@@ -176,10 +200,17 @@ pub(crate) async fn peek_first(
     cap: Duration,
 ) -> Result<(Option<SchemaRef>, BatchStream), BackendError> {
     let first = bounded(deadline, cap, "the first batch", async {
-        stream.next().await.transpose().map_err(flight_error_to_backend_error)
+        stream
+            .next()
+            .await
+            .transpose()
+            .map_err(flight_error_to_backend_error)
     })
     .await?;
-    let schema = stream.schema().cloned().or_else(|| first.as_ref().map(|b| b.schema()));
+    let schema = stream
+        .schema()
+        .cloned()
+        .or_else(|| first.as_ref().map(|b| b.schema()));
     let rest = stream.map_err(flight_error_to_backend_error);
     let out: BatchStream = match first {
         Some(b) => Box::pin(futures::stream::once(async move { Ok(b) }).chain(rest)),
@@ -192,13 +223,21 @@ pub(crate) async fn peek_first(
 /// the deadline between batches, names the node in errors and takes a node that fails
 /// mid-stream with UNAVAILABLE out of rotation. Errors after data was delivered end the
 /// stream (no retry: the caller has seen part of the result).
-pub(crate) fn guarded(inner: BatchStream, guard: InFlight, deadline: Option<Instant>) -> BatchStream {
+pub(crate) fn guarded(
+    inner: BatchStream,
+    guard: InFlight,
+    deadline: Option<Instant>,
+) -> BatchStream {
     struct State {
         inner: BatchStream,
         guard: InFlight,
         deadline: Option<Instant>,
     }
-    let state = State { inner, guard, deadline };
+    let state = State {
+        inner,
+        guard,
+        deadline,
+    };
     Box::pin(futures::stream::unfold(Some(state), |state| async move {
         let mut st = state?;
         let next = match st.deadline {

@@ -18,12 +18,14 @@ use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::GetTablesBuilder;
 use arrow_flight::sql::{
-    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetTables,
-    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+    CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt,
 };
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, IpcMessage, PollInfo, PutResult, SchemaAsIpc,
+    SchemaResult, Ticket,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -36,7 +38,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::*;
-use crate::backend::{BackendError, Caller, Durability, ErrorKind, IngestBackend, LogRequest, QueryBackend, QueryRequest, WriteRequest};
+use crate::backend::{
+    BackendError, Caller, Durability, ErrorKind, IngestBackend, LogRequest, QueryBackend,
+    QueryRequest, WriteRequest,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A test node: a minimal Flight service that can be told to fail, hang or die.
@@ -101,10 +106,13 @@ fn flight_stream(batches: Vec<RecordBatch>) -> Stream<FlightData> {
 
 impl TestService {
     fn batch(&self, sql: &str) -> RecordBatch {
-        RecordBatch::try_new(result_schema(), vec![
-            Arc::new(StringArray::from(vec![self.ctl.name.clone()])),
-            Arc::new(StringArray::from(vec![sql.to_string()])),
-        ])
+        RecordBatch::try_new(
+            result_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![self.ctl.name.clone()])),
+                Arc::new(StringArray::from(vec![sql.to_string()])),
+            ],
+        )
         .expect("batch")
     }
 
@@ -122,14 +130,19 @@ impl TestService {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
         if self.ctl.fail_queries.load(Ordering::SeqCst) {
-            return Err(Status::unavailable(format!("node {} is failing", self.ctl.name)));
+            return Err(Status::unavailable(format!(
+                "node {} is failing",
+                self.ctl.name
+            )));
         }
         Ok(())
     }
 }
 
 fn header(md: &tonic::metadata::MetadataMap, key: &str) -> Option<String> {
-    md.get(key).and_then(|v| v.to_str().ok()).map(str::to_string)
+    md.get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[tonic::async_trait]
@@ -142,17 +155,27 @@ impl FlightService for TestService {
     type DoActionStream = Stream<arrow_flight::Result>;
     type ListActionsStream = Stream<ActionType>;
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         Err(Status::unimplemented("handshake"))
     }
 
-    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("list_flights"))
     }
 
-    async fn get_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        req: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.remember_headers(&req);
-        let any = Any::decode(req.get_ref().cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let any = Any::decode(req.get_ref().cmd.as_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = if let Ok(Some(q)) = any.unpack::<CommandStatementQuery>() {
             self.ctl.infos.fetch_add(1, Ordering::SeqCst);
             self.gate().await?;
@@ -161,7 +184,10 @@ impl FlightService for TestService {
             }
             format!("q:{}", q.query)
         } else if let Ok(Some(p)) = any.unpack::<CommandPreparedStatementQuery>() {
-            format!("p:{}", String::from_utf8_lossy(&p.prepared_statement_handle))
+            format!(
+                "p:{}",
+                String::from_utf8_lossy(&p.prepared_statement_handle)
+            )
         } else if let Ok(Some(_)) = any.unpack::<CommandGetTables>() {
             "tables".to_string()
         } else {
@@ -174,51 +200,82 @@ impl FlightService for TestService {
         Ok(Response::new(info))
     }
 
-    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         Err(Status::unimplemented("poll_flight_info"))
     }
 
-    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("get_schema"))
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         self.remember_headers(&req);
         let ticket = String::from_utf8_lossy(&req.get_ref().ticket).to_string();
-        if let Some(sql) = ticket.strip_prefix("q:").or_else(|| ticket.strip_prefix("p:")) {
+        if let Some(sql) = ticket
+            .strip_prefix("q:")
+            .or_else(|| ticket.strip_prefix("p:"))
+        {
             self.ctl.queries.fetch_add(1, Ordering::SeqCst);
             return Ok(Response::new(flight_stream(vec![self.batch(sql)])));
         }
         if ticket == "tables" {
-            let mut b = GetTablesBuilder::new(None::<String>, None::<String>, None::<String>, Vec::<String>::new(), true);
+            let mut b = GetTablesBuilder::new(
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                Vec::<String>::new(),
+                true,
+            );
             b.append("strata", "public", "logs", "TABLE", &result_schema())
                 .map_err(|e| Status::internal(e.to_string()))?;
             let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
             return Ok(Response::new(flight_stream(vec![batch])));
         }
-        let v: serde_json::Value = serde_json::from_str(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let from = v["log"]["from_offset"].as_u64().unwrap_or(0);
         self.ctl.log_tickets.lock().push(v);
-        let schema = Arc::new(Schema::new(vec![Field::new("_offset", DataType::UInt64, false)]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from_iter_values(from..from + 3))])
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "_offset",
+            DataType::UInt64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(UInt64Array::from_iter_values(from..from + 3))],
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(flight_stream(vec![batch])))
     }
 
-    async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(
+        &self,
+        req: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
         self.remember_headers(&req);
         self.ctl.put_attempts.fetch_add(1, Ordering::SeqCst);
         let md = req.metadata().clone();
         let data: Vec<FlightData> = req.into_inner().try_collect().await?;
-        let descriptor = data.first().and_then(|d| d.flight_descriptor.clone()).unwrap_or_default();
-        let batches: Vec<RecordBatch> =
-            FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(data.into_iter().map(Ok::<_, FlightError>)))
-                .try_collect()
-                .await
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let descriptor = data
+            .first()
+            .and_then(|d| d.flight_descriptor.clone())
+            .unwrap_or_default();
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+            futures::stream::iter(data.into_iter().map(Ok::<_, FlightError>)),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if descriptor.r#type == DescriptorType::Cmd as i32 {
             // Binding parameters of a prepared statement: fold the value into the handle.
-            let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let any = Any::decode(descriptor.cmd.as_ref())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let cmd = any
                 .unpack::<CommandPreparedStatementQuery>()
                 .ok()
@@ -228,7 +285,11 @@ impl FlightService for TestService {
                 .first()
                 .map(|b| format!("{:?}", b.column(0)))
                 .unwrap_or_default();
-            let handle = format!("{} -- {}", String::from_utf8_lossy(&cmd.prepared_statement_handle), value);
+            let handle = format!(
+                "{} -- {}",
+                String::from_utf8_lossy(&cmd.prepared_statement_handle),
+                value
+            );
             let result = DoPutPreparedStatementResult {
                 prepared_statement_handle: Some(handle.into()),
             };
@@ -243,7 +304,10 @@ impl FlightService for TestService {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(Status::unavailable(format!("node {} is failing writes", self.ctl.name)));
+            return Err(Status::unavailable(format!(
+                "node {} is failing writes",
+                self.ctl.name
+            )));
         }
         let producer = header(&md, PRODUCER_ID_HEADER);
         let sequence = header(&md, SEQUENCE_HEADER).and_then(|s| s.parse().ok());
@@ -252,7 +316,13 @@ impl FlightService for TestService {
         let hosts = batches
             .iter()
             .filter_map(|b| b.column_by_name("host"))
-            .flat_map(|c| c.as_string::<i32>().iter().flatten().map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|c| {
+                c.as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let duplicate = match (&producer, sequence) {
             (Some(p), Some(s)) => {
@@ -281,11 +351,17 @@ impl FlightService for TestService {
         Ok(Response::new(futures::stream::iter([Ok(out)]).boxed()))
     }
 
-    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("do_exchange"))
     }
 
-    async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        req: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         let action = req.into_inner();
         let body: bytes::Bytes = match action.r#type.as_str() {
             HEALTH_ACTION => {
@@ -296,7 +372,8 @@ impl FlightService for TestService {
                 r#"{"status":"ok"}"#.into()
             }
             "CreatePreparedStatement" => {
-                let any = Any::decode(action.body.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let any = Any::decode(action.body.as_ref())
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 let req = any
                     .unpack::<ActionCreatePreparedStatementRequest>()
                     .ok()
@@ -315,10 +392,15 @@ impl FlightService for TestService {
             "ClosePreparedStatement" => return Ok(Response::new(futures::stream::empty().boxed())),
             other => return Err(Status::invalid_argument(format!("unknown action {other}"))),
         };
-        Ok(Response::new(futures::stream::iter([Ok(arrow_flight::Result { body })]).boxed()))
+        Ok(Response::new(
+            futures::stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
+        ))
     }
 
-    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         Err(Status::unimplemented("list_actions"))
     }
 }
@@ -348,7 +430,9 @@ impl TestNode {
             .enable_all()
             .build()
             .expect("runtime");
-        let svc = TestService { ctl: Arc::clone(&ctl) };
+        let svc = TestService {
+            ctl: Arc::clone(&ctl),
+        };
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let _ = Server::builder()
@@ -356,7 +440,11 @@ impl TestNode {
                 .serve_with_incoming(TcpIncoming::from(listener))
                 .await;
         });
-        Self { addr, ctl, rt: Some(rt) }
+        Self {
+            addr,
+            ctl,
+            rt: Some(rt),
+        }
     }
 
     /// Die: the listener and every open connection close at once.
@@ -425,11 +513,17 @@ fn query(sql: &str) -> QueryRequest {
     }
 }
 
-fn query_backend(nodes: &[&TestNode], config: &RemoteConfig) -> (RemoteQueryBackend, prometheus::Registry) {
+fn query_backend(
+    nodes: &[&TestNode],
+    config: &RemoteConfig,
+) -> (RemoteQueryBackend, prometheus::Registry) {
     let registry = prometheus::Registry::new();
     let metrics = RemoteMetrics::new(&registry).expect("metrics");
     let specs: Vec<NodeSpec> = nodes.iter().map(|n| n.spec()).collect();
-    (RemoteQueryBackend::new(&specs, config, &metrics).expect("backend"), registry)
+    (
+        RemoteQueryBackend::new(&specs, config, &metrics).expect("backend"),
+        registry,
+    )
 }
 
 /// Run a statement and return the name of the node that answered.
@@ -472,11 +566,16 @@ fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) 
     for family in registry.gather().iter().filter(|f| f.name() == name) {
         let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
         for m in family.get_metric() {
-            if labels
-                .iter()
-                .all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
-            {
-                total += if counter { m.get_counter().get_value() } else { m.get_gauge().get_value() };
+            if labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            }) {
+                total += if counter {
+                    m.get_counter().get_value()
+                } else {
+                    m.get_gauge().get_value()
+                };
             }
         }
     }
@@ -488,13 +587,25 @@ fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) 
 
 #[tokio::test]
 async fn round_robin_spreads_queries_evenly() {
-    let nodes = [TestNode::start("a"), TestNode::start("b"), TestNode::start("c")];
-    let (backend, registry) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
+    let nodes = [
+        TestNode::start("a"),
+        TestNode::start("b"),
+        TestNode::start("c"),
+    ];
+    let (backend, registry) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
     for i in 0..30 {
         run(&backend, &format!("SELECT {i}")).await.expect("query");
     }
     for n in &nodes {
-        assert_eq!(n.ctl.queries.load(Ordering::SeqCst), 10, "node {}", n.name());
+        assert_eq!(
+            n.ctl.queries.load(Ordering::SeqCst),
+            10,
+            "node {}",
+            n.name()
+        );
         let addr = n.addr.to_string();
         assert_eq!(metric(&registry, REQUESTS_TOTAL, &[("node", &addr)]), 10.0);
     }
@@ -508,7 +619,10 @@ async fn round_robin_spreads_queries_evenly() {
 #[tokio::test]
 async fn least_outstanding_prefers_idle_nodes() {
     let nodes = [TestNode::start("a"), TestNode::start("b")];
-    let (backend, _r) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::LeastOutstanding));
+    let (backend, _r) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::LeastOutstanding),
+    );
     // An open result stream keeps its node busy.
     let (_, mut held) = backend.execute(query("SELECT 1")).await.expect("query");
     let first = held.next().await.expect("a batch").expect("ok");
@@ -535,8 +649,15 @@ async fn least_outstanding_prefers_idle_nodes() {
 
 #[tokio::test]
 async fn cache_affinity_sticks_to_one_node_per_table_set() {
-    let mut nodes = [TestNode::start("a"), TestNode::start("b"), TestNode::start("c")];
-    let (backend, _r) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::CacheAffinity));
+    let mut nodes = [
+        TestNode::start("a"),
+        TestNode::start("b"),
+        TestNode::start("c"),
+    ];
+    let (backend, _r) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::CacheAffinity),
+    );
     let mut logs_nodes = std::collections::HashSet::new();
     for i in 0..10 {
         let sql = format!("SELECT count(*) FROM logs WHERE level = 'L{i}'");
@@ -548,17 +669,28 @@ async fn cache_affinity_sticks_to_one_node_per_table_set() {
     // Many table sets spread over the nodes.
     let mut spread = std::collections::HashSet::new();
     for i in 0..60 {
-        spread.insert(run(&backend, &format!("SELECT * FROM t{i}")).await.expect("query"));
+        spread.insert(
+            run(&backend, &format!("SELECT * FROM t{i}"))
+                .await
+                .expect("query"),
+        );
     }
     assert_eq!(spread.len(), 3);
 
     // The preferred node dies: its keys move to one other node, and stay there.
-    let idx = nodes.iter().position(|n| n.name() == preferred).expect("known node");
+    let idx = nodes
+        .iter()
+        .position(|n| n.name() == preferred)
+        .expect("known node");
     nodes[idx].kill();
     let mut after = std::collections::HashSet::new();
     for i in 0..10 {
         let sql = format!("SELECT * FROM logs WHERE host = 'h{i}'");
-        after.insert(run(&backend, &sql).await.expect("query survives the dead node"));
+        after.insert(
+            run(&backend, &sql)
+                .await
+                .expect("query survives the dead node"),
+        );
     }
     assert_eq!(after.len(), 1, "{after:?}");
     assert!(!after.contains(&preferred));
@@ -567,13 +699,20 @@ async fn cache_affinity_sticks_to_one_node_per_table_set() {
 #[tokio::test]
 async fn a_killed_node_leaves_rotation_and_queries_retry_on_another() {
     let mut nodes = [TestNode::start("a"), TestNode::start("b")];
-    let (backend, registry) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
+    let (backend, registry) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
     for i in 0..4 {
-        run(&backend, &format!("SELECT {i}")).await.expect("warm up");
+        run(&backend, &format!("SELECT {i}"))
+            .await
+            .expect("warm up");
     }
     nodes[0].kill();
     for i in 0..10 {
-        let node = run(&backend, &format!("SELECT {i}")).await.expect("retried on the live node");
+        let node = run(&backend, &format!("SELECT {i}"))
+            .await
+            .expect("retried on the live node");
         assert_eq!(node, "b");
     }
     let a = status_of(&backend.status(), &nodes[0]);
@@ -585,23 +724,36 @@ async fn a_killed_node_leaves_rotation_and_queries_retry_on_another() {
 
     // Errors about the request itself are not retried and do not hurt the node.
     let before = nodes[1].ctl.infos.load(Ordering::SeqCst);
-    let err = run(&backend, "SELECT syntax error").await.expect_err("bad SQL");
+    let err = run(&backend, "SELECT syntax error")
+        .await
+        .expect_err("bad SQL");
     assert_eq!(err.kind, ErrorKind::InvalidArgument);
     assert_eq!(nodes[1].ctl.infos.load(Ordering::SeqCst), before + 1);
-    assert_eq!(status_of(&backend.status(), &nodes[1]).breaker, BreakerState::Closed);
+    assert_eq!(
+        status_of(&backend.status(), &nodes[1]).breaker,
+        BreakerState::Closed
+    );
 }
 
 #[tokio::test]
 async fn breaker_opens_after_failures_and_closes_after_recovery_and_rise() {
     let nodes = [TestNode::start("a"), TestNode::start("b")];
-    let (backend, registry) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
+    let (backend, registry) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
     let a_addr = nodes[0].addr.to_string();
     // Node a passes health checks but fails every query: each failure takes it out of
     // rotation until `rise` checks pass, and counts against its breaker.
     nodes[0].ctl.fail_queries.store(true, Ordering::SeqCst);
     let mut opened = false;
     for i in 0..200 {
-        assert_eq!(run(&backend, &format!("SELECT {i}")).await.expect("served by b"), "b");
+        assert_eq!(
+            run(&backend, &format!("SELECT {i}"))
+                .await
+                .expect("served by b"),
+            "b"
+        );
         if status_of(&backend.status(), &nodes[0]).breaker == BreakerState::Open {
             opened = true;
             break;
@@ -610,12 +762,18 @@ async fn breaker_opens_after_failures_and_closes_after_recovery_and_rise() {
     }
     assert!(opened, "the breaker of a never opened");
     assert_eq!(metric(&registry, BREAKER_STATE, &[("node", &a_addr)]), 2.0);
-    assert_eq!(nodes[0].ctl.infos.load(Ordering::SeqCst), 3, "threshold is 3 failures");
+    assert_eq!(
+        nodes[0].ctl.infos.load(Ordering::SeqCst),
+        3,
+        "threshold is 3 failures"
+    );
 
     // Open: a gets nothing, even once its health checks pass again.
     let infos = nodes[0].ctl.infos.load(Ordering::SeqCst);
     for i in 0..5 {
-        run(&backend, &format!("SELECT {i}")).await.expect("served by b");
+        run(&backend, &format!("SELECT {i}"))
+            .await
+            .expect("served by b");
     }
     assert_eq!(nodes[0].ctl.infos.load(Ordering::SeqCst), infos);
 
@@ -635,21 +793,48 @@ async fn breaker_opens_after_failures_and_closes_after_recovery_and_rise() {
     assert!(a.healthy);
     assert_eq!(metric(&registry, BREAKER_STATE, &[("node", &a_addr)]), 0.0);
     for to in ["open", "half-open", "closed"] {
-        assert!(metric(&registry, BREAKER_TRANSITIONS_TOTAL, &[("node", &a_addr), ("to", to)]) >= 1.0, "{to}");
+        assert!(
+            metric(
+                &registry,
+                BREAKER_TRANSITIONS_TOTAL,
+                &[("node", &a_addr), ("to", to)]
+            ) >= 1.0,
+            "{to}"
+        );
     }
 }
 
 #[tokio::test]
 async fn health_checks_take_a_node_out_and_back_after_rise() {
     let nodes = [TestNode::start("a"), TestNode::start("b")];
-    let (backend, _r) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
+    let (backend, _r) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
     nodes[0].ctl.fail_health.store(true, Ordering::SeqCst);
-    assert!(eventually(Duration::from_secs(2), || !status_of(&backend.status(), &nodes[0]).healthy).await);
+    assert!(
+        eventually(Duration::from_secs(2), || !status_of(
+            &backend.status(),
+            &nodes[0]
+        )
+        .healthy)
+        .await
+    );
     for i in 0..6 {
-        assert_eq!(run(&backend, &format!("SELECT {i}")).await.expect("query"), "b");
+        assert_eq!(
+            run(&backend, &format!("SELECT {i}")).await.expect("query"),
+            "b"
+        );
     }
     nodes[0].ctl.fail_health.store(false, Ordering::SeqCst);
-    assert!(eventually(Duration::from_secs(2), || status_of(&backend.status(), &nodes[0]).healthy).await);
+    assert!(
+        eventually(Duration::from_secs(2), || status_of(
+            &backend.status(),
+            &nodes[0]
+        )
+        .healthy)
+        .await
+    );
     assert!(status_of(&backend.status(), &nodes[0]).consecutive_successful_checks >= 2);
     let mut seen = std::collections::HashSet::new();
     for i in 0..4 {
@@ -672,16 +857,27 @@ async fn retries_stop_at_the_deadline() {
     for n in &nodes {
         n.ctl.hang_queries.store(true, Ordering::SeqCst);
     }
-    let (backend, _r) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
+    let (backend, _r) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
     let start = Instant::now();
     let mut req = query("SELECT 1");
     req.timeout = Some(Duration::from_millis(300));
     let err = backend.execute(req).await.err().expect("times out");
     let took = start.elapsed();
     assert_eq!(err.kind, ErrorKind::DeadlineExceeded, "{err}");
-    assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(600), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(600),
+        "{took:?}"
+    );
     // Running out of the caller's time is not the node's fault.
-    assert!(backend.status().iter().all(|s| s.healthy && s.breaker == BreakerState::Closed));
+    assert!(
+        backend
+            .status()
+            .iter()
+            .all(|s| s.healthy && s.breaker == BreakerState::Closed)
+    );
 
     // Failing nodes with long backoffs: retries stop before the deadline, not after.
     let mut cfg = config(Policy::RoundRobin);
@@ -703,17 +899,29 @@ async fn retries_stop_at_the_deadline() {
     let err = backend.execute(req).await.err().expect("fails");
     let took = start.elapsed();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
-    assert!(took < Duration::from_millis(250), "slept past the deadline: {took:?}");
+    assert!(
+        took < Duration::from_millis(250),
+        "slept past the deadline: {took:?}"
+    );
     assert!(err.message.contains("deadline leaves no time"), "{err}");
-    let attempts: usize = nodes.iter().map(|n| n.ctl.infos.load(Ordering::SeqCst)).sum();
+    let attempts: usize = nodes
+        .iter()
+        .map(|n| n.ctl.infos.load(Ordering::SeqCst))
+        .sum();
     assert!(attempts >= 2, "{attempts} attempts");
 }
 
 #[tokio::test]
 async fn schema_tables_parameters_and_prepare_go_through_flight_sql() {
     let nodes = [TestNode::start("a")];
-    let (backend, _r) = query_backend(&nodes.iter().collect::<Vec<_>>(), &config(Policy::RoundRobin));
-    let schema = backend.schema(query("SELECT * FROM logs")).await.expect("schema");
+    let (backend, _r) = query_backend(
+        &nodes.iter().collect::<Vec<_>>(),
+        &config(Policy::RoundRobin),
+    );
+    let schema = backend
+        .schema(query("SELECT * FROM logs"))
+        .await
+        .expect("schema");
     assert_eq!(schema, result_schema());
 
     let tables = backend.list_tables(&caller()).await.expect("tables");
@@ -728,10 +936,16 @@ async fn schema_tables_parameters_and_prepare_go_through_flight_sql() {
     .expect("params");
     let mut req = query("SELECT * FROM logs WHERE host = $1");
     req.params = Some(param);
-    let (_, stream) = backend.execute(req.clone()).await.expect("execute with parameters");
+    let (_, stream) = backend
+        .execute(req.clone())
+        .await
+        .expect("execute with parameters");
     let batches: Vec<RecordBatch> = stream.try_collect().await.expect("batches");
     let sql = batches[0].column(1).as_string::<i32>().value(0).to_string();
-    assert!(sql.contains("WHERE host = $1") && sql.contains("web-7"), "{sql}");
+    assert!(
+        sql.contains("WHERE host = $1") && sql.contains("web-7"),
+        "{sql}"
+    );
 
     let prepared = backend.prepare(req).await.expect("prepare");
     assert_eq!(prepared.dataset, result_schema());
@@ -745,28 +959,39 @@ struct Layouts(HashMap<String, TableLayout>);
 
 #[async_trait::async_trait]
 impl ShardResolver for Layouts {
-    async fn layout(&self, _caller: &Caller, table: &str) -> Result<Option<TableLayout>, BackendError> {
+    async fn layout(
+        &self,
+        _caller: &Caller,
+        table: &str,
+    ) -> Result<Option<TableLayout>, BackendError> {
         Ok(self.0.get(table).cloned())
     }
 }
 
 fn layouts() -> Arc<dyn ShardResolver> {
     let mut m = HashMap::new();
-    m.insert("logs".to_string(), TableLayout {
-        num_shards: 4,
-        shard_key: Some("host".into()),
-    });
-    m.insert("events".to_string(), TableLayout {
-        num_shards: 4,
-        shard_key: None,
-    });
+    m.insert(
+        "logs".to_string(),
+        TableLayout {
+            num_shards: 4,
+            shard_key: Some("host".into()),
+        },
+    );
+    m.insert(
+        "events".to_string(),
+        TableLayout {
+            num_shards: 4,
+            shard_key: None,
+        },
+    );
     Arc::new(Layouts(m))
 }
 
 fn ingest_backend(nodes: &[&TestNode]) -> RemoteIngestBackend {
     let metrics = RemoteMetrics::unregistered().expect("metrics");
     let specs: Vec<NodeSpec> = nodes.iter().map(|n| n.spec()).collect();
-    RemoteIngestBackend::new(&specs, &config(Policy::RoundRobin), layouts(), &metrics).expect("backend")
+    RemoteIngestBackend::new(&specs, &config(Policy::RoundRobin), layouts(), &metrics)
+        .expect("backend")
 }
 
 fn rows(n: usize) -> RecordBatch {
@@ -774,10 +999,15 @@ fn rows(n: usize) -> RecordBatch {
         Field::new("host", DataType::Utf8, false),
         Field::new("v", DataType::UInt64, false),
     ]));
-    RecordBatch::try_new(schema, vec![
-        Arc::new(StringArray::from((0..n).map(|i| format!("h{}", i % 50)).collect::<Vec<_>>())),
-        Arc::new(UInt64Array::from_iter_values(0..n as u64)),
-    ])
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(
+                (0..n).map(|i| format!("h{}", i % 50)).collect::<Vec<_>>(),
+            )),
+            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+        ],
+    )
     .expect("batch")
 }
 
@@ -796,7 +1026,10 @@ fn write(table: &str, n: usize, producer: Option<(&str, u64)>) -> WriteRequest {
 async fn writes_are_split_by_shard_owner_and_acks_merged() {
     let nodes = [TestNode::start("i0"), TestNode::start("i1")];
     let backend = ingest_backend(&nodes.iter().collect::<Vec<_>>());
-    let ack = backend.write(write("logs", 200, Some(("p", 1)))).await.expect("write");
+    let ack = backend
+        .write(write("logs", 200, Some(("p", 1))))
+        .await
+        .expect("write");
     assert_eq!(ack.rows, 200);
     assert!(!ack.duplicate);
     let ring = HashRing::for_shards(4);
@@ -808,36 +1041,51 @@ async fn writes_are_split_by_shard_owner_and_acks_merged() {
         assert_eq!(puts[0].sequence, Some(1));
         for h in &puts[0].hosts {
             let shard = ring.lookup_key(h.as_bytes()).expect("shard");
-            assert_eq!(shard as usize % 2, i, "host {h} (shard {shard}) reached node {i}");
+            assert_eq!(
+                shard as usize % 2,
+                i,
+                "host {h} (shard {shard}) reached node {i}"
+            );
         }
         total += puts[0].rows;
     }
     assert_eq!(total, 200);
 
     // The same producer sequence again: every shard writer reports a duplicate.
-    let ack = backend.write(write("logs", 200, Some(("p", 1)))).await.expect("write");
+    let ack = backend
+        .write(write("logs", 200, Some(("p", 1))))
+        .await
+        .expect("write");
     assert!(ack.duplicate);
 
     // No shard key: whole writes rotate over shards (and so over nodes), with the shard named.
     for _ in 0..2 {
-        backend.write(write("events", 10, None)).await.expect("write");
+        backend
+            .write(write("events", 10, None))
+            .await
+            .expect("write");
     }
     let hint = |n: &TestNode| n.ctl.puts.lock().last().and_then(|p| p.shard_hint);
     assert_eq!(hint(&nodes[0]), Some(0));
     assert_eq!(hint(&nodes[1]), Some(1));
 
     // A table that does not exist yet: everything to shard 0's owner, which creates it.
-    backend.write(write("new_table", 10, None)).await.expect("write");
+    backend
+        .write(write("new_table", 10, None))
+        .await
+        .expect("write");
     assert_eq!(nodes[0].ctl.puts.lock().len(), 4);
     assert_eq!(hint(&nodes[0]), Some(0));
 
     // A batch without the shard key column is refused before anything is sent.
     let mut bad = write("logs", 1, None);
-    bad.batches = vec![RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("v", DataType::UInt64, false)])),
-        vec![Arc::new(UInt64Array::from(vec![1]))],
-    )
-    .expect("batch")];
+    bad.batches = vec![
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", DataType::UInt64, false)])),
+            vec![Arc::new(UInt64Array::from(vec![1]))],
+        )
+        .expect("batch"),
+    ];
     let err = backend.write(bad).await.expect_err("no shard key");
     assert_eq!(err.kind, ErrorKind::InvalidArgument);
     assert!(err.message.contains("host"), "{err}");
@@ -848,7 +1096,10 @@ async fn a_write_is_retried_only_with_an_idempotent_producer() {
     let nodes = [TestNode::start("i0")];
     let backend = ingest_backend(&[&nodes[0]]);
     nodes[0].ctl.fail_puts.store(1, Ordering::SeqCst);
-    let err = backend.write(write("logs", 20, None)).await.expect_err("not retried");
+    let err = backend
+        .write(write("logs", 20, None))
+        .await
+        .expect_err("not retried");
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert_eq!(nodes[0].ctl.put_attempts.load(Ordering::SeqCst), 1);
     assert!(nodes[0].ctl.puts.lock().is_empty());
@@ -856,12 +1107,18 @@ async fn a_write_is_retried_only_with_an_idempotent_producer() {
     // The failure took the node out of rotation; health checks bring it back.
     assert!(eventually(Duration::from_secs(2), || backend.status()[0].healthy).await);
     nodes[0].ctl.fail_puts.store(1, Ordering::SeqCst);
-    let ack = backend.write(write("logs", 20, Some(("producer-1", 7)))).await.expect("retried");
+    let ack = backend
+        .write(write("logs", 20, Some(("producer-1", 7))))
+        .await
+        .expect("retried");
     assert_eq!(ack.rows, 20);
     assert_eq!(nodes[0].ctl.put_attempts.load(Ordering::SeqCst), 3);
     let puts = nodes[0].ctl.puts.lock().clone();
     assert_eq!(puts.len(), 1);
-    assert_eq!((puts[0].producer.as_deref(), puts[0].sequence), (Some("producer-1"), Some(7)));
+    assert_eq!(
+        (puts[0].producer.as_deref(), puts[0].sequence),
+        (Some("producer-1"), Some(7))
+    );
 }
 
 #[tokio::test]
@@ -871,14 +1128,24 @@ async fn a_write_whose_owner_is_down_fails_fast_with_a_retry_hint() {
     nodes[1].kill();
     assert!(eventually(Duration::from_secs(2), || !backend.status()[1].healthy).await);
     let start = Instant::now();
-    let err = backend.write(write("logs", 200, Some(("p", 9)))).await.expect_err("owner down");
+    let err = backend
+        .write(write("logs", 200, Some(("p", 9))))
+        .await
+        .expect_err("owner down");
     assert!(start.elapsed() < Duration::from_millis(500));
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.retry_after.is_some());
-    assert!(err.message.contains("no other node can take this shard's writes"), "{err}");
+    assert!(
+        err.message
+            .contains("no other node can take this shard's writes"),
+        "{err}"
+    );
     // Node 0 took its shards; the message says so.
     assert_eq!(nodes[0].ctl.puts.lock().len(), 1);
-    assert!(err.message.contains("were written") && err.message.contains("same producer id"), "{err}");
+    assert!(
+        err.message.contains("were written") && err.message.contains("same producer id"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
