@@ -277,7 +277,9 @@ impl QueryEngine {
     async fn plan(&self, sql: &str, params: Option<&[ScalarValue]>) -> Result<(SessionState, LogicalPlan)> {
         let template = &self.inner.template;
         let dialect = template.config().options().sql_parser.dialect;
-        let statement: DFStatement = template.sql_to_statement(sql, &dialect)?;
+        // JDBC/ODBC-style `?` placeholders (ADBC sends them) become `$1`, `$2`, ...
+        let sql = crate::statement::number_placeholders(sql);
+        let statement: DFStatement = template.sql_to_statement(&sql, &dialect)?;
         confine::check_statement(&statement)?;
         let refs = template.resolve_table_references(&statement)?;
         let lists_tables = confine::check_references(&refs)?;

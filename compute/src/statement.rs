@@ -280,3 +280,69 @@ impl ContextProvider for NoTables {
 
 #[cfg(test)]
 mod tests;
+
+/// Rewrite positional `?` placeholders as `$1`, `$2`, ... (DataFusion's form), leaving `?`
+/// inside string literals, quoted identifiers and comments alone. Text without `?` is
+/// returned as is.
+pub fn number_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('?') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                out.push(c);
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '?' => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            other => out.push(other),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::number_placeholders;
+
+    #[test]
+    fn numbers_question_marks_outside_literals() {
+        assert_eq!(number_placeholders("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            number_placeholders("SELECT * FROM t WHERE a = ? AND b = '?' AND c = ? -- ?\n"),
+            "SELECT * FROM t WHERE a = $1 AND b = '?' AND c = $2 -- ?\n"
+        );
+        assert_eq!(number_placeholders("SELECT \"?\" /* ? */, ?"), "SELECT \"?\" /* ? */, $1");
+    }
+}

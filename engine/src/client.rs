@@ -73,7 +73,10 @@ async fn connect(gateway: &str) -> Result<Channel, String> {
         let mut msg = format!("cannot connect to the gateway at {url}: {e}");
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
-            msg.push_str(&format!(": {s}"));
+            let text = s.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(&format!(": {text}"));
+            }
             source = s.source();
         }
         msg.push_str(" (is `strata serve` running? set --gateway or STRATA_GATEWAY)");

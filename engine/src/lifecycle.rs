@@ -27,11 +27,13 @@
 //!    ([`strata_storage::gc::collect_table`]), older than `gc.min_age`.
 //!
 //! # Memory
-//! A merge holds, at once: each input's footer and current row group (compressed; a run's
-//! inputs total at most `target_bytes`, unless a single oversized segment is rewritten, which
-//! is then read one row group at a time), one decoded batch per input of
-//! `merge_rows_budget / inputs` rows, the output's row group in progress (`row_group_rows`),
-//! and at most three upload parts of `part_bytes`. Runs are executed one at a time.
+//! A merge holds at once, per open input, the Parquet reader's state: its current row group
+//! (compressed), one decompressed page per column (up to ~1 MiB each) and ~110-200 KiB per
+//! column of decoder state. Runs are cut so that this estimate
+//! (`plan::input_memory`) stays under `merge_memory_bytes`; a lone oversized segment is read
+//! one row group at a time. On top: one decoded batch per input, `merge_rows_budget` rows in
+//! all; the output's row group in progress (`row_group_rows`); at most three upload parts of
+//! `part_bytes`. Runs execute one at a time.
 //!
 //! # Trade-offs
 //! - A delete rule rewrites every segment below its bound that it may touch, even when no
@@ -115,7 +117,10 @@ pub struct LifecycleOptions {
     pub max_inputs: usize,
     /// Most runs per table per pass (the rest waits for the next pass). Default: 32.
     pub max_runs_per_table: usize,
-    /// Rows decoded at once across a run's inputs, split evenly. Default: 262,144.
+    /// Estimated reader memory of one run's open inputs (see the module docs); runs are cut
+    /// to fit. Default: 256 MiB.
+    pub merge_memory_bytes: u64,
+    /// Rows decoded at once across a run's inputs, split evenly. Default: 131,072.
     pub merge_rows_budget: usize,
     /// zstd level of compacted segments. Default: 3.
     pub zstd_level: i32,
@@ -140,7 +145,8 @@ impl Default for LifecycleOptions {
             min_segments: 2,
             max_inputs: 200,
             max_runs_per_table: 32,
-            merge_rows_budget: 256 << 10,
+            merge_memory_bytes: 256 << 20,
+            merge_rows_budget: 128 << 10,
             zstd_level: 3,
             row_group_rows: 65_536,
             part_bytes: 8 << 20,
@@ -159,6 +165,7 @@ impl fmt::Debug for LifecycleOptions {
             .field("min_segments", &self.min_segments)
             .field("max_inputs", &self.max_inputs)
             .field("max_runs_per_table", &self.max_runs_per_table)
+            .field("merge_memory_bytes", &self.merge_memory_bytes)
             .field("merge_rows_budget", &self.merge_rows_budget)
             .field("zstd_level", &self.zstd_level)
             .field("row_group_rows", &self.row_group_rows)

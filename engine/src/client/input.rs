@@ -45,8 +45,12 @@ fn scan(sql: &str, mut f: impl FnMut(usize, char, State)) -> State {
         let (this, after, pair) = match (state, c) {
             (State::Code, '\'') => (State::Single, State::Single, false),
             (State::Code, '"') => (State::Double, State::Double, false),
-            (State::Code, '-') if next == Some('-') => (State::LineComment, State::LineComment, true),
-            (State::Code, '/') if next == Some('*') => (State::BlockComment, State::BlockComment, true),
+            (State::Code, '-') if next == Some('-') => {
+                (State::LineComment, State::LineComment, true)
+            }
+            (State::Code, '/') if next == Some('*') => {
+                (State::BlockComment, State::BlockComment, true)
+            }
             (State::Single, '\'') | (State::Double, '"') => (state, State::Code, false),
             (State::LineComment, '\n') => (state, State::Code, false),
             (State::BlockComment, '*') if next == Some('/') => (state, State::Code, true),
@@ -108,7 +112,9 @@ fn first_word(sql: &str) -> Option<String> {
 }
 
 /// Statements run with `CommandStatementUpdate` (they return a row count, not rows).
-const UPDATE_KEYWORDS: &[&str] = &["CREATE", "DELETE", "INSERT", "DROP", "UPDATE", "ALTER", "TRUNCATE"];
+const UPDATE_KEYWORDS: &[&str] = &[
+    "CREATE", "DELETE", "INSERT", "DROP", "UPDATE", "ALTER", "TRUNCATE",
+];
 
 /// True if `stmt` is DDL or DML, run with `execute_update`.
 pub(super) fn is_update(stmt: &str) -> bool {
@@ -192,10 +198,22 @@ mod tests {
     fn splits_on_semicolons_outside_quotes_and_comments() {
         assert_eq!(all("select 1; select 2"), vec!["select 1", "select 2"]);
         assert_eq!(all("select 1;select 2;"), vec!["select 1", "select 2"]);
-        assert_eq!(all("select ';' as a; select 2"), vec!["select ';' as a", "select 2"]);
-        assert_eq!(all("select 'it''s; fine'; x"), vec!["select 'it''s; fine'", "x"]);
-        assert_eq!(all(r#"select "a;b" from t;"#), vec![r#"select "a;b" from t"#]);
-        assert_eq!(all("select 1 -- no; split\n; select 2"), vec!["select 1 -- no; split", "select 2"]);
+        assert_eq!(
+            all("select ';' as a; select 2"),
+            vec!["select ';' as a", "select 2"]
+        );
+        assert_eq!(
+            all("select 'it''s; fine'; x"),
+            vec!["select 'it''s; fine'", "x"]
+        );
+        assert_eq!(
+            all(r#"select "a;b" from t;"#),
+            vec![r#"select "a;b" from t"#]
+        );
+        assert_eq!(
+            all("select 1 -- no; split\n; select 2"),
+            vec!["select 1 -- no; split", "select 2"]
+        );
         assert_eq!(all("select /* ; */ 1;"), vec!["select /* ; */ 1"]);
         assert_eq!(all(" ; ;; "), Vec::<String>::new());
         assert_eq!(all("-- only a comment;\n"), Vec::<String>::new());
@@ -239,7 +257,10 @@ mod tests {
         assert_eq!(meta(" EXIT; "), Some(Meta::Quit));
         assert_eq!(meta("\\timing"), Some(Meta::Timing(None)));
         assert_eq!(meta("\\timing off"), Some(Meta::Timing(Some(false))));
-        assert_eq!(meta("\\format csv"), Some(Meta::Format(Some(OutputFormat::Csv))));
+        assert_eq!(
+            meta("\\format csv"),
+            Some(Meta::Format(Some(OutputFormat::Csv)))
+        );
         assert_eq!(meta("\\format"), Some(Meta::Format(None)));
         assert!(matches!(meta("\\format xml"), Some(Meta::Invalid(_))));
         assert_eq!(meta("\\d"), Some(Meta::Tables));

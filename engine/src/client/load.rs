@@ -94,7 +94,10 @@ impl FileKind {
 /// The default table for a file: its name without the extension, lower-cased, with every
 /// character other than a-z and 0-9 replaced by `_` (and `t_` in front of a leading digit).
 fn table_name_for(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     let mut name: String = stem
         .chars()
         .map(|c| {
@@ -175,7 +178,16 @@ pub(super) async fn run(a: &IngestArgs) -> Result<(), String> {
             tables.push(&j.table);
         }
     }
-    println!("{}", summary(done.rows, total_bytes, &tables, jobs.len(), progress.start.elapsed()));
+    println!(
+        "{}",
+        summary(
+            done.rows,
+            total_bytes,
+            &tables,
+            jobs.len(),
+            progress.start.elapsed()
+        )
+    );
     Ok(())
 }
 
@@ -218,9 +230,11 @@ async fn load_one(
     done: &mut Done,
 ) -> Result<(), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Chunk, String>>(2);
-    let (path, kind, batch_rows, infer_rows) = (job.path.clone(), job.kind, a.batch_rows, a.infer_rows);
+    let (path, kind, batch_rows, infer_rows) =
+        (job.path.clone(), job.kind, a.batch_rows, a.infer_rows);
     // Owned below: the channel is dropped before the task is awaited, so it always ends.
-    let reader = tokio::task::spawn_blocking(move || read_file(&path, kind, batch_rows, infer_rows, &tx));
+    let reader =
+        tokio::task::spawn_blocking(move || read_file(&path, kind, batch_rows, infer_rows, &tx));
     let sent = async {
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk?;
@@ -235,7 +249,9 @@ async fn load_one(
     }
     .await;
     drop(rx);
-    let read = reader.await.map_err(|e| format!("the file reader failed: {e}"));
+    let read = reader
+        .await
+        .map_err(|e| format!("the file reader failed: {e}"));
     sent.and(read)
 }
 
@@ -271,8 +287,13 @@ fn read_file(
 
 fn read_error(e: &ArrowError, kind: FileKind, infer_rows: usize) -> String {
     match (kind, e) {
-        (FileKind::Csv { .. } | FileKind::Json, ArrowError::ParseError(_) | ArrowError::CsvError(_) | ArrowError::JsonError(_)) => {
-            format!("{e} (column types were inferred from the first {infer_rows} rows; raise --infer-rows)")
+        (
+            FileKind::Csv { .. } | FileKind::Json,
+            ArrowError::ParseError(_) | ArrowError::CsvError(_) | ArrowError::JsonError(_),
+        ) => {
+            format!(
+                "{e} (column types were inferred from the first {infer_rows} rows; raise --infer-rows)"
+            )
         }
         _ => e.to_string(),
     }
@@ -286,7 +307,12 @@ struct Source {
     position: Box<dyn FnMut(&RecordBatch) -> u64 + Send>,
 }
 
-fn open(path: &Path, kind: FileKind, batch_rows: usize, infer_rows: usize) -> Result<Source, String> {
+fn open(
+    path: &Path,
+    kind: FileKind,
+    batch_rows: usize,
+    infer_rows: usize,
+) -> Result<Source, String> {
     let infer_rows = infer_rows.max(1);
     match kind {
         FileKind::Csv { delimiter } => {
@@ -323,16 +349,25 @@ fn open(path: &Path, kind: FileKind, batch_rows: usize, infer_rows: usize) -> Re
         FileKind::Parquet => {
             let file = File::open(path).map_err(|e| e.to_string())?;
             let size = file.metadata().map_err(|e| e.to_string())?.len();
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("not a Parquet file: {e}"))?;
-            let total_rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0).max(1);
-            let batches = builder.with_batch_size(batch_rows).build().map_err(|e| e.to_string())?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| format!("not a Parquet file: {e}"))?;
+            let total_rows = u64::try_from(builder.metadata().file_metadata().num_rows())
+                .unwrap_or(0)
+                .max(1);
+            let batches = builder
+                .with_batch_size(batch_rows)
+                .build()
+                .map_err(|e| e.to_string())?;
             let mut seen = 0u64;
             Ok(Source {
                 batches: Box::new(batches),
                 position: Box::new(move |b| {
                     seen += b.num_rows() as u64;
-                    u64::try_from(u128::from(size) * u128::from(seen.min(total_rows)) / u128::from(total_rows))
-                        .unwrap_or(size)
+                    u64::try_from(
+                        u128::from(size) * u128::from(seen.min(total_rows))
+                            / u128::from(total_rows),
+                    )
+                    .unwrap_or(size)
                 }),
             })
         }
@@ -341,7 +376,11 @@ fn open(path: &Path, kind: FileKind, batch_rows: usize, infer_rows: usize) -> Re
 
 /// The schema of a CSV file with a header row, from its first `infer_rows` rows, with the
 /// time column rule applied. Leaves `file` anywhere.
-fn csv_schema<R: Read + Seek>(file: &mut R, delimiter: u8, infer_rows: usize) -> Result<SchemaRef, String> {
+fn csv_schema<R: Read + Seek>(
+    file: &mut R,
+    delimiter: u8,
+    infer_rows: usize,
+) -> Result<SchemaRef, String> {
     let format = arrow::csv::reader::Format::default()
         .with_header(true)
         .with_delimiter(delimiter);
@@ -367,9 +406,13 @@ fn csv_schema<R: Read + Seek>(file: &mut R, delimiter: u8, infer_rows: usize) ->
 
 /// The schema of a JSON lines file from its first `infer_rows` lines, with the time column
 /// rule applied. Leaves `file` at its start.
-fn json_schema<R: std::io::BufRead + Seek>(file: &mut R, infer_rows: usize) -> Result<SchemaRef, String> {
-    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut *file, Some(infer_rows))
-        .map_err(|e| format!("cannot infer the columns: {e}"))?;
+fn json_schema<R: std::io::BufRead + Seek>(
+    file: &mut R,
+    infer_rows: usize,
+) -> Result<SchemaRef, String> {
+    let (schema, _) =
+        arrow::json::reader::infer_json_schema_from_seekable(&mut *file, Some(infer_rows))
+            .map_err(|e| format!("cannot infer the columns: {e}"))?;
     let schema = Arc::new(schema);
     if !has_text_time_column(&schema) {
         return Ok(time_columns(&schema, None));
@@ -394,7 +437,10 @@ fn is_text(t: &DataType) -> bool {
 }
 
 fn has_text_time_column(schema: &Schema) -> bool {
-    schema.fields().iter().any(|f| is_time_name(f.name()) && is_text(f.data_type()))
+    schema
+        .fields()
+        .iter()
+        .any(|f| is_time_name(f.name()) && is_text(f.data_type()))
 }
 
 /// Applies the time column rule: a column named `ts`, `time` or `timestamp` becomes
@@ -411,13 +457,22 @@ fn time_columns(schema: &Schema, sample: Option<&RecordBatch>) -> SchemaRef {
             }
             let convert = match f.data_type() {
                 DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64 => true,
-                t if is_text(t) => sample
-                    .and_then(|b| b.column_by_name(f.name()))
-                    .is_some_and(|col| {
-                        col.null_count() < col.len()
-                            && arrow::compute::cast_with_options(col, &micros, &CastOptions { safe: false, ..Default::default() })
+                t if is_text(t) => {
+                    sample
+                        .and_then(|b| b.column_by_name(f.name()))
+                        .is_some_and(|col| {
+                            col.null_count() < col.len()
+                                && arrow::compute::cast_with_options(
+                                    col,
+                                    &micros,
+                                    &CastOptions {
+                                        safe: false,
+                                        ..Default::default()
+                                    },
+                                )
                                 .is_ok()
-                    }),
+                        })
+                }
                 _ => false,
             };
             if convert {
@@ -470,7 +525,10 @@ fn pieces(batch: RecordBatch, max_bytes: usize) -> Vec<RecordBatch> {
     let per = usize::try_from(rows as u128 * max_bytes as u128 / size as u128)
         .unwrap_or(rows)
         .max(1);
-    (0..rows).step_by(per).map(|o| batch.slice(o, per.min(rows - o))).collect()
+    (0..rows)
+        .step_by(per)
+        .map(|o| batch.slice(o, per.min(rows - o)))
+        .collect()
 }
 
 /// The JSON in a `PutResult`'s `app_metadata`.
@@ -509,15 +567,27 @@ impl Uploader {
         let mut client = FlightClient::new_from_inner(inner);
         let header_error = |e: FlightError| format!("invalid header: {e}");
         if let Some(value) = bearer(token) {
-            client.add_header("authorization", &value).map_err(header_error)?;
+            client
+                .add_header("authorization", &value)
+                .map_err(header_error)?;
         }
         let producer = uuid::Uuid::new_v4().to_string();
-        client.add_header(PRODUCER_ID_HEADER, &producer).map_err(header_error)?;
-        Ok(Self { client, sequence: 0 })
+        client
+            .add_header(PRODUCER_ID_HEADER, &producer)
+            .map_err(header_error)?;
+        Ok(Self {
+            client,
+            sequence: 0,
+        })
     }
 
     /// One acknowledged `DoPut` of `batch`, retried with the same sequence number.
-    async fn put(&mut self, table: &str, batch: RecordBatch, progress: &Progress) -> Result<Ack, String> {
+    async fn put(
+        &mut self,
+        table: &str,
+        batch: RecordBatch,
+        progress: &Progress,
+    ) -> Result<Ack, String> {
         self.sequence += 1;
         self.client
             .add_header(SEQUENCE_HEADER, &self.sequence.to_string())
@@ -544,7 +614,10 @@ impl Uploader {
                     tokio::time::sleep(wait).await;
                 }
                 _ if retries > 0 => {
-                    return Err(format!("{} (after {retries} retries)", describe_flight_error(&err)));
+                    return Err(format!(
+                        "{} (after {retries} retries)",
+                        describe_flight_error(&err)
+                    ));
                 }
                 _ => return Err(describe_flight_error(&err)),
             }
@@ -573,7 +646,14 @@ fn is_retryable(code: Code) -> bool {
 
 /// The gateway's `retry-after-ms` hint.
 fn retry_after(s: &Status) -> Option<Duration> {
-    let ms = s.metadata().get(RETRY_AFTER_MS)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    let ms = s
+        .metadata()
+        .get(RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
     Some(Duration::from_millis(ms).min(MAX_RETRY_AFTER))
 }
 
@@ -583,7 +663,9 @@ fn retry_delay(retries: u32, hint: Option<Duration>, jitter: f64) -> Duration {
     if let Some(h) = hint {
         return h;
     }
-    let full = BASE_BACKOFF.saturating_mul(1 << retries.min(16)).min(MAX_BACKOFF);
+    let full = BASE_BACKOFF
+        .saturating_mul(1 << retries.min(16))
+        .min(MAX_BACKOFF);
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
@@ -597,7 +679,8 @@ impl Progress {
     fn new(total_bytes: u64) -> Self {
         use std::io::IsTerminal;
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
                 "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
             ) {
@@ -615,9 +698,17 @@ impl Progress {
     fn update(&self, bytes: u64, rows: u64) {
         if let Some(bar) = &self.bar {
             let secs = self.start.elapsed().as_secs_f64();
-            let rate = if secs > 0.0 { (rows as f64 / secs) as u64 } else { 0 };
+            let rate = if secs > 0.0 {
+                (rows as f64 / secs) as u64
+            } else {
+                0
+            };
             bar.set_position(bytes);
-            bar.set_message(format!("{} rows, {} rows/s", HumanCount(rows), HumanCount(rate)));
+            bar.set_message(format!(
+                "{} rows, {} rows/s",
+                HumanCount(rows),
+                HumanCount(rate)
+            ));
         }
     }
 

@@ -39,7 +39,11 @@ impl<W: Write> Printer<W> {
                 pending: Vec::new(),
                 pending_rows: 0,
             },
-            OutputFormat::Csv => Sink::Csv(Box::new(arrow::csv::WriterBuilder::new().with_header(true).build(out))),
+            OutputFormat::Csv => Sink::Csv(Box::new(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            )),
             OutputFormat::Json => Sink::Json(arrow::json::LineDelimitedWriter::new(out)),
         };
         Self {
@@ -159,7 +163,11 @@ pub(super) fn timing_line(rows: usize, elapsed: std::time::Duration) -> String {
 
 /// `1 row`, `2 rows`.
 pub(super) fn plural(n: u64, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Milliseconds with one decimal.
@@ -178,16 +186,28 @@ mod tests {
 
     fn batch(n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
             Field::new("n", DataType::Int64, true),
             Field::new("s", DataType::Utf8, true),
         ]));
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(TimestampMicrosecondArray::from((0..n).map(|i| i * 1_000_000).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from((0..n).map(|i| (i % 2 == 0).then_some(i)).collect::<Vec<_>>())),
-                Arc::new(StringArray::from((0..n).map(|i| format!("a,{i}")).collect::<Vec<_>>())),
+                Arc::new(TimestampMicrosecondArray::from(
+                    (0..n).map(|i| i * 1_000_000).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    (0..n)
+                        .map(|i| (i % 2 == 0).then_some(i))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    (0..n).map(|i| format!("a,{i}")).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap()
@@ -242,7 +262,10 @@ ts,n,s
     fn empty_results_keep_the_header() {
         let schema = batch(0).schema();
         for (format, expected) in [
-            (OutputFormat::Table, "+----+---+---+\n| ts | n | s |\n+----+---+---+\n+----+---+---+\n"),
+            (
+                OutputFormat::Table,
+                "+----+---+---+\n| ts | n | s |\n+----+---+---+\n+----+---+---+\n",
+            ),
             (OutputFormat::Csv, "ts,n,s\n"),
             (OutputFormat::Json, ""),
         ] {
@@ -262,7 +285,11 @@ ts,n,s
         let (rows, out) = p.finish().unwrap();
         assert_eq!(rows, TABLE_CHUNK_ROWS + 3);
         let out = String::from_utf8(out).unwrap();
-        assert_eq!(out.matches("| ts ").count(), 2, "two tables, each with a header");
+        assert_eq!(
+            out.matches("| ts ").count(),
+            2,
+            "two tables, each with a header"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{CommandGetTables, CommandStatementUpdate, DoPutUpdateResult, ProstMessageExt};
+use arrow_flight::sql::{
+    CommandGetTables, CommandStatementUpdate, DoPutUpdateResult, ProstMessageExt,
+};
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo, IpcMessage};
 use futures::StreamExt;
 use prost::Message;
@@ -62,7 +64,9 @@ impl Write for Out {
             Self::Stdout => std::io::stdout().write(buf),
             #[cfg(test)]
             Self::Buffer(b) => {
-                b.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+                b.lock()
+                    .map_err(|_| std::io::Error::other("poisoned"))?
+                    .extend_from_slice(buf);
                 Ok(buf.len())
             }
         }
@@ -159,12 +163,20 @@ impl Session {
                 self.say(&line)
             }
             Op::Statement(sql) => {
-                let info = self.client.execute(sql.clone(), None).await.map_err(flight)?;
+                let info = self
+                    .client
+                    .execute(sql.clone(), None)
+                    .await
+                    .map_err(flight)?;
                 let rows = self.print(info).await?;
                 self.report(rows, start.elapsed())
             }
             Op::Tables => {
-                let info = self.client.get_tables(tables_command(None, false)).await.map_err(flight)?;
+                let info = self
+                    .client
+                    .get_tables(tables_command(None, false))
+                    .await
+                    .map_err(flight)?;
                 let rows = self.print(info).await?;
                 self.report(rows, start.elapsed())
             }
@@ -205,9 +217,9 @@ impl Session {
             printer.set_schema(Arc::new(schema));
         }
         for endpoint in info.endpoint {
-            let ticket = endpoint
-                .ticket
-                .ok_or_else(|| Failure::Error("Internal: the gateway sent an endpoint without a ticket".into()))?;
+            let ticket = endpoint.ticket.ok_or_else(|| {
+                Failure::Error("Internal: the gateway sent an endpoint without a ticket".into())
+            })?;
             let mut stream = self.client.do_get(ticket).await.map_err(flight)?;
             while let Some(batch) = stream.next().await {
                 printer.write(&batch.map_err(flight)?).map_err(output)?;
@@ -232,14 +244,19 @@ impl Session {
             flight_descriptor: Some(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec())),
             ..Default::default()
         };
-        let mut results = self.client.do_put(futures::stream::iter([data])).await.map_err(flight)?;
+        let mut results = self
+            .client
+            .do_put(futures::stream::iter([data]))
+            .await
+            .map_err(flight)?;
         let result = results
             .message()
             .await
             .map_err(|s| Failure::Error(describe_status(&s)))?
             .ok_or_else(|| Failure::Error("Internal: the gateway sent no update result".into()))?;
-        let result = DoPutUpdateResult::decode(result.app_metadata)
-            .map_err(|e| Failure::Error(format!("Internal: cannot decode the update result: {e}")))?;
+        let result = DoPutUpdateResult::decode(result.app_metadata).map_err(|e| {
+            Failure::Error(format!("Internal: cannot decode the update result: {e}"))
+        })?;
         Ok(u64::try_from(result.record_count).ok())
     }
 
@@ -252,7 +269,9 @@ impl Session {
             .map_err(flight)?;
         let mut found: Vec<(String, Schema)> = Vec::new();
         for endpoint in info.endpoint {
-            let Some(ticket) = endpoint.ticket else { continue };
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
             let mut stream = self.client.do_get(ticket).await.map_err(flight)?;
             while let Some(batch) = stream.next().await {
                 found.extend(tables_with_schemas(&batch.map_err(flight)?).map_err(Failure::Error)?);
@@ -301,8 +320,8 @@ impl Session {
             .map_err(|e| format!("cannot configure the shell: {e}"))?
             .auto_add_history(false)
             .build();
-        let mut editor =
-            rustyline::DefaultEditor::with_config(config).map_err(|e| format!("cannot start the shell: {e}"))?;
+        let mut editor = rustyline::DefaultEditor::with_config(config)
+            .map_err(|e| format!("cannot start the shell: {e}"))?;
         let history = history_path();
         if let Some(p) = &history {
             // A missing history file is normal the first time.
@@ -314,7 +333,11 @@ impl Session {
         );
         let mut buffer = String::new();
         let outcome = loop {
-            let prompt = if buffer.is_empty() { "strata> " } else { "   ...> " };
+            let prompt = if buffer.is_empty() {
+                "strata> "
+            } else {
+                "   ...> "
+            };
             // Reading a line blocks: do it off the runtime's threads, handing the editor back.
             let read = tokio::task::spawn_blocking(move || {
                 let line = editor.readline(prompt);
@@ -404,8 +427,13 @@ fn tables_with_schemas(batch: &RecordBatch) -> Result<Vec<(String, Schema)>, Str
     (0..batch.num_rows())
         .filter(|&i| names.is_valid(i) && schemas.is_valid(i))
         .map(|i| {
-            let schema = Schema::try_from(IpcMessage(schemas.value(i).to_vec().into()))
-                .map_err(|e| format!("Internal: cannot decode the schema of {}: {e}", names.value(i)))?;
+            let schema =
+                Schema::try_from(IpcMessage(schemas.value(i).to_vec().into())).map_err(|e| {
+                    format!(
+                        "Internal: cannot decode the schema of {}: {e}",
+                        names.value(i)
+                    )
+                })?;
             Ok((names.value(i).to_string(), schema))
         })
         .collect()
@@ -428,7 +456,9 @@ fn pick_table(name: &str, found: Vec<(String, Schema)>) -> Result<Schema, String
     {
         return Ok(schema);
     }
-    Err(format!("NotFound: no table named {name:?} (\\d lists the tables)"))
+    Err(format!(
+        "NotFound: no table named {name:?} (\\d lists the tables)"
+    ))
 }
 
 /// One row per column: name, type, nullable.
@@ -441,9 +471,15 @@ fn columns_batch(schema: &Schema) -> Result<RecordBatch, ArrowError> {
             Field::new("nullable", DataType::Boolean, false),
         ])),
         vec![
-            Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name().as_str()))),
-            Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.data_type().to_string()))),
-            Arc::new(BooleanArray::from(fields.iter().map(|f| f.is_nullable()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(
+                fields.iter().map(|f| f.name().as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                fields.iter().map(|f| f.data_type().to_string()),
+            )),
+            Arc::new(BooleanArray::from(
+                fields.iter().map(|f| f.is_nullable()).collect::<Vec<_>>(),
+            )),
         ],
     )
 }
@@ -461,8 +497,19 @@ mod tests {
     type Buffer = Arc<std::sync::Mutex<Vec<u8>>>;
 
     async fn session(url: &str, format: &str) -> (Session, Buffer) {
-        let cli = Cli::try_parse_from(["strata", "sql", "--gateway", url, "--format", format, "--no-timing"]).unwrap();
-        let Command::Sql(args) = cli.command else { panic!("not sql") };
+        let cli = Cli::try_parse_from([
+            "strata",
+            "sql",
+            "--gateway",
+            url,
+            "--format",
+            format,
+            "--no-timing",
+        ])
+        .unwrap();
+        let Command::Sql(args) = cli.command else {
+            panic!("not sql")
+        };
         let mut s = Session::connect(&args).await.unwrap();
         let buffer = Buffer::default();
         s.out = Out::Buffer(Arc::clone(&buffer));
@@ -477,15 +524,30 @@ mod tests {
     async fn scripts_print_results_and_stop_at_the_first_error() {
         let (url, server) = serve(Mock::default()).await;
         let (mut s, out) = session(&url, "csv").await;
-        s.script("select * from logs; delete from logs where n = 1;\nselect 1 where false").await.unwrap();
-        assert_eq!(take(&out), "level,n\nINFO,80\n,20\nOK, 3 rows affected\nlevel,n\n");
+        s.script("select * from logs; delete from logs where n = 1;\nselect 1 where false")
+            .await
+            .unwrap();
+        assert_eq!(
+            take(&out),
+            "level,n\nINFO,80\n,20\nOK, 3 rows affected\nlevel,n\n"
+        );
 
-        let e = s.script("select 1; select * from missing; select 2").await.unwrap_err();
+        let e = s
+            .script("select 1; select * from missing; select 2")
+            .await
+            .unwrap_err();
         assert_eq!(e, "InvalidArgument: table 'missing' not found");
-        assert_eq!(take(&out), "level,n\nINFO,80\n,20\n", "only the first statement ran");
+        assert_eq!(
+            take(&out),
+            "level,n\nINFO,80\n,20\n",
+            "only the first statement ran"
+        );
         let e = s.script("drop table missing").await.unwrap_err();
         assert_eq!(e, "NotFound: table 'missing' not found");
-        assert_eq!(s.script(" ; -- nothing").await.unwrap_err(), "no SQL statement to run");
+        assert_eq!(
+            s.script(" ; -- nothing").await.unwrap_err(),
+            "no SQL statement to run"
+        );
         server.abort();
     }
 
@@ -496,20 +558,34 @@ mod tests {
         s.script("select * from logs").await.unwrap();
         assert_eq!(take(&out), "{\"level\":\"INFO\",\"n\":80}\n{\"n\":20}\n");
         s.format = OutputFormat::Table;
-        s.op(&Op::Statement("select * from logs".into())).await.ok().unwrap();
+        s.op(&Op::Statement("select * from logs".into()))
+            .await
+            .ok()
+            .unwrap();
         assert_eq!(
             take(&out),
             "+-------+----+\n| level | n  |\n+-------+----+\n| INFO  | 80 |\n|       | 20 |\n+-------+----+\n"
         );
         s.op(&Op::Tables).await.ok().unwrap();
         let tables = take(&out);
-        assert!(tables.contains("| strata       | public         | logs       | TABLE      |"), "{tables}");
+        assert!(
+            tables.contains("| strata       | public         | logs       | TABLE      |"),
+            "{tables}"
+        );
         s.op(&Op::Describe("logs".into())).await.ok().unwrap();
         let columns = take(&out);
-        assert!(columns.contains("| level  | Utf8  | true     |"), "{columns}");
-        assert!(columns.contains("| n      | Int64 | false    |"), "{columns}");
+        assert!(
+            columns.contains("| level  | Utf8  | true     |"),
+            "{columns}"
+        );
+        assert!(
+            columns.contains("| n      | Int64 | false    |"),
+            "{columns}"
+        );
         match s.op(&Op::Describe("nope".into())).await {
-            Err(Failure::Error(e)) => assert!(e.starts_with("NotFound: no table named \"nope\""), "{e}"),
+            Err(Failure::Error(e)) => {
+                assert!(e.starts_with("NotFound: no table named \"nope\""), "{e}")
+            }
             _ => panic!("expected an error"),
         }
         server.abort();
@@ -518,14 +594,23 @@ mod tests {
     #[tokio::test]
     async fn connecting_to_nothing_fails_fast() {
         let cli = Cli::try_parse_from(["strata", "sql", "--gateway", "127.0.0.1:1"]).unwrap();
-        let Command::Sql(args) = cli.command else { panic!("not sql") };
+        let Command::Sql(args) = cli.command else {
+            panic!("not sql")
+        };
         let e = Session::connect(&args).await.err().unwrap();
-        assert!(e.starts_with("cannot connect to the gateway at http://127.0.0.1:1"), "{e}");
+        assert!(
+            e.starts_with("cannot connect to the gateway at http://127.0.0.1:1"),
+            "{e}"
+        );
     }
 
     fn logs_schema() -> Schema {
         Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
             Field::new("level", DataType::Utf8, true),
         ])
     }
@@ -533,13 +618,22 @@ mod tests {
     #[test]
     fn describes_a_table_from_get_tables() {
         let mut b: GetTablesBuilder = tables_command(Some("logs"), true).into_builder();
-        b.append("strata", "public", "logs", "TABLE", &logs_schema()).unwrap();
+        b.append("strata", "public", "logs", "TABLE", &logs_schema())
+            .unwrap();
         let found = tables_with_schemas(&b.build().unwrap()).unwrap();
         let schema = pick_table("logs", found).unwrap();
         let batch = columns_batch(&schema).unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&[batch]).unwrap().to_string();
-        assert!(text.contains("| ts     | Timestamp(µs) | false    |"), "{text}");
-        assert!(text.contains("| level  | Utf8          | true     |"), "{text}");
+        let text = arrow::util::pretty::pretty_format_batches(&[batch])
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("| ts     | Timestamp(µs) | false    |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| level  | Utf8          | true     |"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -550,7 +644,14 @@ mod tests {
         ];
         assert_eq!(pick_table("LOGS", found.clone()).unwrap(), logs_schema());
         assert_eq!(pick_table("logs", found.clone()).unwrap(), Schema::empty());
-        assert!(pick_table("Logs", found).unwrap_err().starts_with("NotFound"));
-        assert_eq!(pick_table("Logs", vec![("logs".into(), logs_schema())]).unwrap(), logs_schema());
+        assert!(
+            pick_table("Logs", found)
+                .unwrap_err()
+                .starts_with("NotFound")
+        );
+        assert_eq!(
+            pick_table("Logs", vec![("logs".into(), logs_schema())]).unwrap(),
+            logs_schema()
+        );
     }
 }

@@ -30,13 +30,22 @@ pub(super) async fn run(a: &ClientArgs) -> Result<(), String> {
         format!("cannot reach {url}: {e} (is the gateway running? set --http or STRATA_HTTP)")
     })?;
     let code = resp.status();
-    let body = resp.bytes().await.map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("cannot read the answer of {url}: {e}"))?;
     if !code.is_success() {
-        return Err(format!("{url} answered {code}: {}", String::from_utf8_lossy(&body).trim()));
+        return Err(format!(
+            "{url} answered {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
     }
     let status: Value =
         serde_json::from_slice(&body).map_err(|e| format!("{url} did not answer JSON: {e}"))?;
-    print!("{}", render(&status).map_err(|e| format!("cannot format the status: {e}"))?);
+    print!(
+        "{}",
+        render(&status).map_err(|e| format!("cannot format the status: {e}"))?
+    );
     Ok(())
 }
 
@@ -89,7 +98,9 @@ fn nodes(v: Option<&Value>) -> Vec<(String, &Value)> {
             .iter()
             .flat_map(|(role, list)| {
                 list.as_array().into_iter().flatten().map(move |n| {
-                    let r = n.get("role").map_or_else(|| role.clone(), |r| text(Some(r)));
+                    let r = n
+                        .get("role")
+                        .map_or_else(|| role.clone(), |r| text(Some(r)));
                     (r, n)
                 })
             })
@@ -103,7 +114,13 @@ type Columns = Vec<(&'static str, Vec<String>)>;
 fn nodes_columns(nodes: &[(String, &Value)]) -> Columns {
     let field = |names: &[&str], n: &Value| text(names.iter().find_map(|k| n.get(*k)));
     let mut cols: Columns = vec![
-        ("address", nodes.iter().map(|(_, n)| field(&["address", "node"], n)).collect()),
+        (
+            "address",
+            nodes
+                .iter()
+                .map(|(_, n)| field(&["address", "node"], n))
+                .collect(),
+        ),
         ("role", nodes.iter().map(|(r, _)| r.clone()).collect()),
         (
             "health",
@@ -116,12 +133,36 @@ fn nodes_columns(nodes: &[(String, &Value)]) -> Columns {
                 })
                 .collect(),
         ),
-        ("breaker", nodes.iter().map(|(_, n)| field(&["breaker"], n)).collect()),
-        ("in-flight", nodes.iter().map(|(_, n)| field(&["in_flight"], n)).collect()),
-        ("failures", nodes.iter().map(|(_, n)| field(&["consecutive_failures"], n)).collect()),
+        (
+            "breaker",
+            nodes.iter().map(|(_, n)| field(&["breaker"], n)).collect(),
+        ),
+        (
+            "in-flight",
+            nodes
+                .iter()
+                .map(|(_, n)| field(&["in_flight"], n))
+                .collect(),
+        ),
+        (
+            "failures",
+            nodes
+                .iter()
+                .map(|(_, n)| field(&["consecutive_failures"], n))
+                .collect(),
+        ),
     ];
-    if nodes.iter().any(|(_, n)| n.get("last_error").is_some_and(|e| !e.is_null())) {
-        cols.push(("last error", nodes.iter().map(|(_, n)| field(&["last_error"], n)).collect()));
+    if nodes
+        .iter()
+        .any(|(_, n)| n.get("last_error").is_some_and(|e| !e.is_null()))
+    {
+        cols.push((
+            "last error",
+            nodes
+                .iter()
+                .map(|(_, n)| field(&["last_error"], n))
+                .collect(),
+        ));
     }
     cols
 }
@@ -138,7 +179,11 @@ fn tables_columns(tables: &[&Value]) -> Columns {
             "size",
             tables
                 .iter()
-                .map(|t| t.get("bytes").and_then(Value::as_u64).map_or_else(|| "-".into(), human_bytes))
+                .map(|t| {
+                    t.get("bytes")
+                        .and_then(Value::as_u64)
+                        .map_or_else(|| "-".into(), human_bytes)
+                })
                 .collect(),
         ),
     ];
@@ -160,14 +205,19 @@ fn text(v: Option<&Value>) -> String {
 /// An aligned text table (arrow's pretty printer over string columns).
 fn table(cols: &Columns) -> Result<String, arrow::error::ArrowError> {
     let schema = Arc::new(Schema::new(
-        cols.iter().map(|(name, _)| Field::new(*name, DataType::Utf8, false)).collect::<Vec<_>>(),
+        cols.iter()
+            .map(|(name, _)| Field::new(*name, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
     ));
     let arrays = cols
         .iter()
         .map(|(_, values)| Arc::new(StringArray::from(values.clone())) as ArrayRef)
         .collect();
     let batch = RecordBatch::try_new(schema, arrays)?;
-    Ok(format!("{}\n", arrow::util::pretty::pretty_format_batches(&[batch])?))
+    Ok(format!(
+        "{}\n",
+        arrow::util::pretty::pretty_format_batches(&[batch])?
+    ))
 }
 
 /// `1.5 MiB`.
@@ -179,7 +229,11 @@ pub(super) fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
@@ -208,8 +262,14 @@ mod tests {
         assert!(out.starts_with("role: gateway\n"), "{out}");
         assert!(out.contains("| 10.0.0.1:50051 | compute | healthy | closed  | 3         | 0        | -                  |"), "{out}");
         assert!(out.contains("| 10.0.0.2:50051 | ingest  | DOWN    | open    | 0         | 7        | connection refused |"), "{out}");
-        assert!(out.contains("| default | logs  | 4      | 12       | 1000000 | 50.0 MiB |"), "{out}");
-        assert!(out.contains("ingest buffer: 1.0 MiB of 4.0 MiB (25%)"), "{out}");
+        assert!(
+            out.contains("| default | logs  | 4      | 12       | 1000000 | 50.0 MiB |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ingest buffer: 1.0 MiB of 4.0 MiB (25%)"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -219,8 +279,14 @@ mod tests {
             "tables": [{"table": "t"}]
         });
         let out = render(&status).unwrap();
-        assert!(out.contains("| a:1     | compute | healthy | -       | -         | -        |"), "{out}");
-        assert!(out.contains("| -      | t     | -      | -        | -    | -    |"), "{out}");
+        assert!(
+            out.contains("| a:1     | compute | healthy | -       | -         | -        |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| -      | t     | -      | -        | -    | -    |"),
+            "{out}"
+        );
         assert!(!out.contains("role:"));
         let out = render(&json!({"role": "serve", "tables": []})).unwrap();
         assert_eq!(out, "role: serve\n\ntables\n(none)\n");

@@ -72,7 +72,10 @@ fn encode(batches: Vec<RecordBatch>, schema: SchemaRef) -> DataStream {
 }
 
 fn header(r: &Request<PeekableFlightDataStream>, name: &str) -> Option<String> {
-    r.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    r.metadata()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[tonic::async_trait]
@@ -94,7 +97,9 @@ impl FlightSqlService for Mock {
             .try_with_schema(&result_schema())
             .map_err(|e| Status::internal(e.to_string()))?
             .with_descriptor(request.into_inner())
-            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec())));
+            .with_endpoint(
+                FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec())),
+            );
         Ok(Response::new(info))
     }
 
@@ -104,7 +109,11 @@ impl FlightSqlService for Mock {
         _request: Request<Ticket>,
     ) -> Result<Response<DataStream>, Status> {
         let sql = String::from_utf8_lossy(&ticket.statement_handle).to_string();
-        let batches = if sql.contains("where false") { Vec::new() } else { vec![result_batch()] };
+        let batches = if sql.contains("where false") {
+            Vec::new()
+        } else {
+            vec![result_batch()]
+        };
         Ok(Response::new(encode(batches, result_schema())))
     }
 
@@ -118,7 +127,9 @@ impl FlightSqlService for Mock {
             .try_with_schema(&schema)
             .map_err(|e| Status::internal(e.to_string()))?
             .with_descriptor(request.into_inner())
-            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(query.as_any().encode_to_vec())));
+            .with_endpoint(
+                FlightEndpoint::new().with_ticket(Ticket::new(query.as_any().encode_to_vec())),
+            );
         Ok(Response::new(info))
     }
 
@@ -150,7 +161,8 @@ impl FlightSqlService for Mock {
         &self,
         request: Request<PeekableFlightDataStream>,
         _message: Any,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>>, Status> {
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>>, Status>
+    {
         let producer = header(&request, "x-strata-producer-id");
         let sequence = header(&request, "x-strata-sequence").and_then(|s| s.parse().ok());
         let authorization = header(&request, "authorization");
@@ -162,18 +174,22 @@ impl FlightSqlService for Mock {
             .ok_or_else(|| Status::invalid_argument("empty DoPut"))??;
         let table = first.flight_descriptor.map(|d| d.path).unwrap_or_default();
         if table == ["reject"] {
-            return Err(Status::invalid_argument("column `n`: expected Int64, found Utf8"));
+            return Err(Status::invalid_argument(
+                "column `n`: expected Int64, found Utf8",
+            ));
         }
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream.map_err(Into::into))
-            .try_collect()
-            .await
-            .map_err(Status::from)?;
+        let batches: Vec<RecordBatch> =
+            FlightRecordBatchStream::new_from_flight_data(stream.map_err(Into::into))
+                .try_collect()
+                .await
+                .map_err(Status::from)?;
         *self.attempts.lock().expect("lock") += 1;
         if let Some(seq) = sequence
             && self.fail_once.lock().expect("lock").remove(&seq)
         {
             let mut s = Status::resource_exhausted("ingest buffer full");
-            s.metadata_mut().insert("retry-after-ms", "5".parse().expect("ascii"));
+            s.metadata_mut()
+                .insert("retry-after-ms", "5".parse().expect("ascii"));
             return Err(s);
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
@@ -196,7 +212,9 @@ impl FlightSqlService for Mock {
 
 /// Serves `mock` on a free local port; returns its URL and the server task (abort it).
 pub(super) async fn serve(mock: Mock) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let incoming = futures::stream::unfold(listener, |l| async move {
         let conn = l.accept().await.map(|(s, _)| s);

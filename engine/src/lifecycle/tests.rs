@@ -87,7 +87,7 @@ fn small_segments_merge_per_shard_and_day() {
 }
 
 #[test]
-fn runs_are_packed_up_to_the_target_and_max_inputs() {
+fn runs_are_packed_up_to_the_target_max_inputs_and_memory() {
     let segs: Vec<_> = (0..10u64)
         .map(|i| seg(&format!("s{i}"), 0, 30 * MIB, (DAY0 + i as i64, DAY0 + i as i64), (i * 10, i * 10 + 9)))
         .collect();
@@ -98,8 +98,16 @@ fn runs_are_packed_up_to_the_target_and_max_inputs() {
         target_bytes: 1 << 40,
         ..opts()
     };
-    let runs = plan_runs(&manifest(segs), &o, None, NOW);
+    let runs = plan_runs(&manifest(segs.clone()), &o, None, NOW);
     assert_eq!(runs.iter().map(|r| r.inputs.len()).collect::<Vec<_>>(), vec![4, 4, 2]);
+    // Reader memory: 30 MiB + 3 MiB of pages + 3 × 192 KiB per input; 70 MiB fit two.
+    let o = LifecycleOptions {
+        merge_memory_bytes: 70 * MIB,
+        target_bytes: 1 << 40,
+        ..opts()
+    };
+    let runs = plan_runs(&manifest(segs), &o, None, NOW);
+    assert_eq!(runs.iter().map(|r| r.inputs.len()).collect::<Vec<_>>(), vec![2, 2, 2, 2, 2]);
 }
 
 #[test]
