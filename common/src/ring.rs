@@ -7,7 +7,10 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type,
+    UInt64Type,
+};
 use arrow::error::ArrowError;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -90,7 +93,11 @@ pub fn hash_key_column(a: &ArrayRef) -> Result<Vec<u64>, ArrowError> {
         ($t:ty) => {{
             let p = a.as_primitive::<$t>();
             for i in 0..n {
-                out.push(if p.is_null(i) { xxh3_64(&[]) } else { xxh3_64(&(p.value(i) as i64).to_le_bytes()) });
+                out.push(if p.is_null(i) {
+                    xxh3_64(&[])
+                } else {
+                    xxh3_64(&(p.value(i) as i64).to_le_bytes())
+                });
             }
         }};
     }
@@ -106,19 +113,31 @@ pub fn hash_key_column(a: &ArrayRef) -> Result<Vec<u64>, ArrowError> {
         DataType::Utf8 => {
             let s = a.as_string::<i32>();
             for i in 0..n {
-                out.push(xxh3_64(if s.is_null(i) { b"" } else { s.value(i).as_bytes() }));
+                out.push(xxh3_64(if s.is_null(i) {
+                    b""
+                } else {
+                    s.value(i).as_bytes()
+                }));
             }
         }
         DataType::LargeUtf8 => {
             let s = a.as_string::<i64>();
             for i in 0..n {
-                out.push(xxh3_64(if s.is_null(i) { b"" } else { s.value(i).as_bytes() }));
+                out.push(xxh3_64(if s.is_null(i) {
+                    b""
+                } else {
+                    s.value(i).as_bytes()
+                }));
             }
         }
         DataType::Utf8View => {
             let s = a.as_string_view();
             for i in 0..n {
-                out.push(xxh3_64(if s.is_null(i) { b"" } else { s.value(i).as_bytes() }));
+                out.push(xxh3_64(if s.is_null(i) {
+                    b""
+                } else {
+                    s.value(i).as_bytes()
+                }));
             }
         }
         DataType::Binary => {
@@ -153,9 +172,9 @@ pub fn partition_by_shard(
     let Some(key) = key_column else {
         return Ok(vec![(fallback_shard, batch.clone())]);
     };
-    let col = batch
-        .column_by_name(key)
-        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("the batch lacks the shard key column `{key}`")))?;
+    let col = batch.column_by_name(key).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("the batch lacks the shard key column `{key}`"))
+    })?;
     let hashes = hash_key_column(col)?;
     let mut by_shard: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for (row, h) in hashes.iter().enumerate() {
@@ -179,9 +198,9 @@ pub fn partition_by_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
 
     #[test]
     fn adding_a_member_moves_about_one_nth() {
@@ -191,7 +210,9 @@ mod tests {
             after.add(n);
             let keys = 100_000u64;
             let moved = (0..keys)
-                .filter(|k| before.lookup_key(&k.to_le_bytes()) != after.lookup_key(&k.to_le_bytes()))
+                .filter(|k| {
+                    before.lookup_key(&k.to_le_bytes()) != after.lookup_key(&k.to_le_bytes())
+                })
                 .count() as f64;
             let expected = keys as f64 / f64::from(n + 1);
             assert!(
@@ -200,7 +221,10 @@ mod tests {
             );
             // Every moved key moved to the new member, never between old ones.
             for k in 0..10_000u64 {
-                let (b, a) = (before.lookup_key(&k.to_le_bytes()), after.lookup_key(&k.to_le_bytes()));
+                let (b, a) = (
+                    before.lookup_key(&k.to_le_bytes()),
+                    after.lookup_key(&k.to_le_bytes()),
+                );
                 assert!(a == b || a == Some(n));
             }
         }
@@ -212,7 +236,10 @@ mod tests {
         let mut after = before.clone();
         after.remove(3);
         for k in 0..10_000u64 {
-            let (b, a) = (before.lookup_key(&k.to_le_bytes()), after.lookup_key(&k.to_le_bytes()));
+            let (b, a) = (
+                before.lookup_key(&k.to_le_bytes()),
+                after.lookup_key(&k.to_le_bytes()),
+            );
             if b != Some(3) {
                 assert_eq!(a, b);
             } else {
@@ -243,7 +270,10 @@ mod tests {
         let hosts: Vec<Option<String>> = (0..1000).map(|i| Some(format!("h{}", i % 37))).collect();
         let batch = RecordBatch::try_new(
             schema,
-            vec![Arc::new(StringArray::from(hosts)), Arc::new(Int64Array::from_iter_values(0..1000))],
+            vec![
+                Arc::new(StringArray::from(hosts)),
+                Arc::new(Int64Array::from_iter_values(0..1000)),
+            ],
         )
         .unwrap();
         let ring = HashRing::for_shards(4);
@@ -254,7 +284,10 @@ mod tests {
         for (shard, b) in &parts {
             let h = b.column(0).as_string::<i32>();
             for i in 0..b.num_rows() {
-                assert_eq!(*seen.entry(h.value(i).to_string()).or_insert(*shard), *shard);
+                assert_eq!(
+                    *seen.entry(h.value(i).to_string()).or_insert(*shard),
+                    *shard
+                );
             }
         }
         let err = partition_by_shard(&batch, Some("nope"), &ring, 0).unwrap_err();

@@ -34,14 +34,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy, RecoverMode,
-    Source,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode, Source,
 };
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Attributes, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions,
 };
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
@@ -100,19 +101,32 @@ struct CacheMetrics {
 
 impl CacheMetrics {
     fn register(registry: &Registry) -> Result<Self> {
-        let metric_err = |e: prometheus::Error| Error::Internal(format!("registering cache metrics: {e}"));
+        let metric_err =
+            |e: prometheus::Error| Error::Internal(format!("registering cache metrics: {e}"));
         let hits = IntCounterVec::new(
             Opts::new(METRIC_HITS, "Data cache hits, by tier (memory or disk)."),
             &["tier"],
         )
         .map_err(metric_err)?;
-        let misses = IntCounter::new(METRIC_MISSES, "Data cache misses (blocks fetched from the bucket).")
+        let misses = IntCounter::new(
+            METRIC_MISSES,
+            "Data cache misses (blocks fetched from the bucket).",
+        )
+        .map_err(metric_err)?;
+        let bucket_bytes = IntCounter::new(
+            METRIC_BUCKET_BYTES,
+            "Bytes fetched from the bucket by the data cache.",
+        )
+        .map_err(metric_err)?;
+        registry
+            .register(Box::new(hits.clone()))
             .map_err(metric_err)?;
-        let bucket_bytes = IntCounter::new(METRIC_BUCKET_BYTES, "Bytes fetched from the bucket by the data cache.")
+        registry
+            .register(Box::new(misses.clone()))
             .map_err(metric_err)?;
-        registry.register(Box::new(hits.clone())).map_err(metric_err)?;
-        registry.register(Box::new(misses.clone())).map_err(metric_err)?;
-        registry.register(Box::new(bucket_bytes.clone())).map_err(metric_err)?;
+        registry
+            .register(Box::new(bucket_bytes.clone()))
+            .map_err(metric_err)?;
         Ok(Self {
             hits_memory: hits.with_label_values(&["memory"]),
             hits_disk: hits.with_label_values(&["disk"]),
@@ -152,7 +166,11 @@ impl CachedStore {
     /// Open the cache (recovering the SSD tier if `opts.dir` holds one) over `inner` and
     /// register its metrics in `registry`. Must run inside a tokio runtime, which the SSD
     /// tier's background writers use.
-    pub async fn open(inner: Arc<dyn ObjectStore>, opts: &CacheOptions, registry: &Registry) -> Result<Self> {
+    pub async fn open(
+        inner: Arc<dyn ObjectStore>,
+        opts: &CacheOptions,
+        registry: &Registry,
+    ) -> Result<Self> {
         let block_bytes = opts.block_bytes.max(4096);
         let keep_in_memory = opts.memory_bytes > 0;
         let mut builder = HybridCacheBuilder::new()
@@ -171,9 +189,13 @@ impl CachedStore {
             let device = FsDeviceBuilder::new(dir)
                 .with_capacity(opts.disk_bytes)
                 .build()
-                .map_err(|e| Error::Cache(format!("opening the SSD tier in {}: {e}", dir.display())))?;
+                .map_err(|e| {
+                    Error::Cache(format!("opening the SSD tier in {}: {e}", dir.display()))
+                })?;
             // Engine blocks must hold at least one cache block; 16 per device keeps eviction fine-grained.
-            let engine_block = (opts.disk_bytes / 16).min(64 << 20).max(2 * block_bytes + (64 << 10));
+            let engine_block = (opts.disk_bytes / 16)
+                .min(64 << 20)
+                .max(2 * block_bytes + (64 << 10));
             let buffer = (16 << 20).max(2 * engine_block);
             builder = builder
                 .with_engine_config(
@@ -271,7 +293,8 @@ impl CachedStore {
             );
             start = end;
         }
-        self.cache.insert(meta_key(&meta.location), encode_meta(meta));
+        self.cache
+            .insert(meta_key(&meta.location), encode_meta(meta));
     }
 
     /// One aligned block, from the cache or (once, however many callers ask) the bucket.
@@ -332,7 +355,11 @@ impl CachedStore {
         Ok(out.pop().unwrap_or_default())
     }
 
-    async fn read_ranges(&self, path: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn read_ranges(
+        &self,
+        path: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         let mut needed = std::collections::BTreeSet::new();
         for r in ranges.iter().filter(|r| r.end > r.start) {
             needed.extend(r.start / self.block..=(r.end - 1) / self.block);
@@ -340,8 +367,12 @@ impl CachedStore {
         // Fetch concurrently; a block past the end of the object fails, which only matters
         // if no earlier block of the range was short (i.e. the range really starts there).
         let fetched = futures::future::join_all(needed.iter().map(|i| self.block(path, *i))).await;
-        let blocks: BTreeMap<u64, object_store::Result<Bytes>> = needed.into_iter().zip(fetched).collect();
-        ranges.iter().map(|r| self.assemble(path, r, &blocks)).collect()
+        let blocks: BTreeMap<u64, object_store::Result<Bytes>> =
+            needed.into_iter().zip(fetched).collect();
+        ranges
+            .iter()
+            .map(|r| self.assemble(path, r, &blocks))
+            .collect()
     }
 
     fn assemble(
@@ -364,7 +395,9 @@ impl CachedStore {
             let from = r.start.max(base) - base;
             let to = (r.end.min(base + self.block) - base).min(b.len() as u64);
             if from > to {
-                return Err(generic(format!("range {r:?} starts after the end of {path}")));
+                return Err(generic(format!(
+                    "range {r:?} starts after the end of {path}"
+                )));
             }
             let ended = (b.len() as u64) < self.block;
             Ok((b.slice(from as usize..to as usize), ended))
@@ -383,7 +416,11 @@ impl CachedStore {
         Ok(out.freeze())
     }
 
-    async fn cached_get(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn cached_get(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         if options.head {
             let meta = self.meta(location).await?;
             return Ok(one_chunk(meta, 0..0, Bytes::new()));
@@ -490,7 +527,9 @@ fn decode_meta(path: &Path, b: &Bytes) -> Option<ObjectMeta> {
         location: path.clone(),
         last_modified: chrono::DateTime::from_timestamp_micros(micros)?,
         size,
-        e_tag: tag.and_then(|t| std::str::from_utf8(t).ok()).map(str::to_string),
+        e_tag: tag
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .map(str::to_string),
         version: None,
     })
 }
@@ -514,7 +553,11 @@ impl ObjectStore for CachedStore {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         let conditional = options.if_match.is_some()
             || options.if_none_match.is_some()
             || options.if_modified_since.is_some()
@@ -526,7 +569,11 @@ impl ObjectStore for CachedStore {
         self.cached_get(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         if !Self::is_cacheable(location) {
             return self.inner.get_ranges(location, ranges).await;
         }
@@ -558,11 +605,21 @@ impl ObjectStore for CachedStore {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> object_store::Result<()> {
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
         self.inner.rename_opts(from, to, options).await
     }
 }

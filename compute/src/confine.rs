@@ -40,7 +40,9 @@ fn check_sql(s: &Statement) -> Result<()> {
             if let datafusion::sql::sqlparser::ast::SetExpr::Select(sel) = q.body.as_ref()
                 && sel.into.is_some()
             {
-                return Err(Error::PermissionDenied("SELECT ... INTO is not allowed".into()));
+                return Err(Error::PermissionDenied(
+                    "SELECT ... INTO is not allowed".into(),
+                ));
             }
             Ok(())
         }
@@ -50,11 +52,12 @@ fn check_sql(s: &Statement) -> Result<()> {
         | Statement::ShowColumns { .. }
         | Statement::ShowFunctions { .. }
         | Statement::ShowVariable { .. } => Ok(()),
-        Statement::Insert(_) | Statement::Update(_) | Statement::Merge(_) => Err(Error::PermissionDenied(
-            "writes go through the ingest API, not SQL".into(),
-        )),
+        Statement::Insert(_) | Statement::Update(_) | Statement::Merge(_) => Err(
+            Error::PermissionDenied("writes go through the ingest API, not SQL".into()),
+        ),
         Statement::Delete(_) | Statement::CreateTable(_) => Err(Error::PermissionDenied(
-            "DELETE and CREATE TABLE are handled by the Strata engine, not by the query path".into(),
+            "DELETE and CREATE TABLE are handled by the Strata engine, not by the query path"
+                .into(),
         )),
         other => Err(Error::PermissionDenied(format!(
             "only queries, EXPLAIN and SHOW are allowed, not `{}`",
@@ -99,5 +102,9 @@ pub(crate) fn check_references(refs: &[TableReference]) -> Result<bool> {
 }
 
 fn looks_like_path(name: &str) -> bool {
-    name.contains('/') || name.contains('\\') || name.contains(':') || name.contains('.') || name.starts_with('~')
+    name.contains('/')
+        || name.contains('\\')
+        || name.contains(':')
+        || name.contains('.')
+        || name.starts_with('~')
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+};
 use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -251,14 +253,19 @@ impl QueryEngine {
         }
     }
 
-    async fn start(&self, sql: &str, params: Option<&[ScalarValue]>) -> Result<SendableRecordBatchStream> {
+    async fn start(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<SendableRecordBatchStream> {
         let mut retried = false;
         loop {
             let (state, plan) = self.plan(sql, params).await?;
             match state.create_physical_plan(&plan).await {
                 Ok(physical) => {
                     let task = self.task_context(&state);
-                    return datafusion::physical_plan::execute_stream(physical, task).map_err(Error::from);
+                    return datafusion::physical_plan::execute_stream(physical, task)
+                        .map_err(Error::from);
                 }
                 Err(e) => {
                     let e = Error::from(e);
@@ -274,7 +281,11 @@ impl QueryEngine {
     }
 
     /// Parse, confine and plan `sql` on a fresh session.
-    async fn plan(&self, sql: &str, params: Option<&[ScalarValue]>) -> Result<(SessionState, LogicalPlan)> {
+    async fn plan(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<(SessionState, LogicalPlan)> {
         let template = &self.inner.template;
         let dialect = template.config().options().sql_parser.dialect;
         // JDBC/ODBC-style `?` placeholders (ADBC sends them) become `$1`, `$2`, ...
@@ -305,7 +316,10 @@ impl QueryEngine {
         let now_micros = state
             .execution_props()
             .query_execution_start_time
-            .map_or_else(|| chrono::Utc::now().timestamp_micros(), |t| t.timestamp_micros());
+            .map_or_else(
+                || chrono::Utc::now().timestamp_micros(),
+                |t| t.timestamp_micros(),
+            );
         let names = if lists_tables {
             inner.manifests.table_names().await?
         } else {

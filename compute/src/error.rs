@@ -155,7 +155,9 @@ pub(crate) fn classify(e: &DataFusionError) -> ErrorKind {
             _ => ErrorKind::Internal,
         },
         DataFusionError::External(inner) => classify_dyn(inner.as_ref()),
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => classify(inner),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify(inner)
+        }
         DataFusionError::Shared(inner) => classify(inner),
         DataFusionError::Collection(all) => all.first().map_or(ErrorKind::Internal, classify),
         _ => ErrorKind::Internal,
@@ -185,7 +187,9 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> ErrorKin
         classify(df)
     } else if let Some(a) = e.downcast_ref::<ArrowError>() {
         classify_arrow(a)
-    } else if e.downcast_ref::<object_store::Error>().is_some() || e.downcast_ref::<std::io::Error>().is_some() {
+    } else if e.downcast_ref::<object_store::Error>().is_some()
+        || e.downcast_ref::<std::io::Error>().is_some()
+    {
         ErrorKind::Unavailable
     } else {
         ErrorKind::Internal
@@ -203,12 +207,18 @@ pub(crate) fn is_stale_manifest(e: &Error) -> bool {
 
 fn find_stale(e: &DataFusionError) -> bool {
     match e {
-        DataFusionError::External(inner) => inner.downcast_ref::<Error>().is_some_and(is_stale_manifest),
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => find_stale(inner),
+        DataFusionError::External(inner) => {
+            inner.downcast_ref::<Error>().is_some_and(is_stale_manifest)
+        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            find_stale(inner)
+        }
         DataFusionError::Shared(inner) => find_stale(inner),
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::ExternalError(inner) => {
-                inner.downcast_ref::<DataFusionError>().is_some_and(find_stale)
+                inner
+                    .downcast_ref::<DataFusionError>()
+                    .is_some_and(find_stale)
                     || inner.downcast_ref::<Error>().is_some_and(is_stale_manifest)
             }
             _ => false,

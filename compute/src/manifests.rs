@@ -47,7 +47,9 @@ impl ManifestCache {
         }
         match self.catalog.load(&name).await {
             Ok(m) => {
-                self.entries.lock().insert(name, (Instant::now(), Arc::clone(&m)));
+                self.entries
+                    .lock()
+                    .insert(name, (Instant::now(), Arc::clone(&m)));
                 Ok(Some(m))
             }
             Err(strata_storage::Error::TableNotFound(_)) => Ok(None),

@@ -87,13 +87,24 @@ impl ScanPruning {
                     p.add_time_bound(&pred);
                 }
                 if def.shard_key.as_deref() == Some(pred.column.as_str()) && pred.cmp == Cmp::Eq {
-                    let shards = shards_of(def, &def.schema, std::slice::from_ref(&pred.value), &mut ring);
+                    let shards = shards_of(
+                        def,
+                        &def.schema,
+                        std::slice::from_ref(&pred.value),
+                        &mut ring,
+                    );
                     p.restrict_shards(shards);
                 }
                 p.predicates.push(pred);
             }
             if let Some(key) = &def.shard_key
-                && !matches!(e, Expr::BinaryExpr(BinaryExpr { op: Operator::Eq, .. }))
+                && !matches!(
+                    e,
+                    Expr::BinaryExpr(BinaryExpr {
+                        op: Operator::Eq,
+                        ..
+                    })
+                )
                 && let Some(values) = equality_values(e, key)
             {
                 let shards = shards_of(def, &def.schema, &values, &mut ring);
@@ -128,7 +139,9 @@ impl ScanPruning {
         {
             return false;
         }
-        self.predicates.iter().all(|p| keep_by_stats(p, seg, schema))
+        self.predicates
+            .iter()
+            .all(|p| keep_by_stats(p, seg, schema))
     }
 
     fn add_time_bound(&mut self, pred: &ColumnPredicate) {
@@ -196,18 +209,22 @@ fn comparisons(e: &Expr) -> Vec<ColumnPredicate> {
             low,
             high,
         }) => match (expr.as_ref(), low.as_ref(), high.as_ref()) {
-            (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) if !lo.is_null() && !hi.is_null() => vec![
-                ColumnPredicate {
-                    column: c.name.clone(),
-                    cmp: Cmp::GtEq,
-                    value: lo.clone(),
-                },
-                ColumnPredicate {
-                    column: c.name.clone(),
-                    cmp: Cmp::LtEq,
-                    value: hi.clone(),
-                },
-            ],
+            (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _))
+                if !lo.is_null() && !hi.is_null() =>
+            {
+                vec![
+                    ColumnPredicate {
+                        column: c.name.clone(),
+                        cmp: Cmp::GtEq,
+                        value: lo.clone(),
+                    },
+                    ColumnPredicate {
+                        column: c.name.clone(),
+                        cmp: Cmp::LtEq,
+                        value: hi.clone(),
+                    },
+                ]
+            }
             _ => vec![],
         },
         _ => vec![],
@@ -222,7 +239,9 @@ fn equality_values(e: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
             op: Operator::Eq,
             right,
         }) => match (left.as_ref(), right.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+                if c.name == column =>
+            {
                 Some(vec![v.clone()])
             }
             _ => None,
@@ -317,7 +336,11 @@ fn keep_by_stats(p: &ColumnPredicate, seg: &SegmentMeta, schema: &Schema) -> boo
 }
 
 /// How a JSON statistic of a column of type `column` compares with `lit`, if comparable.
-pub(crate) fn compare_json(stat: &serde_json::Value, lit: &ScalarValue, column: &DataType) -> Option<Ordering> {
+pub(crate) fn compare_json(
+    stat: &serde_json::Value,
+    lit: &ScalarValue,
+    column: &DataType,
+) -> Option<Ordering> {
     use ScalarValue as S;
     let int = |x: i64| stat.as_i64().map(|s| s.cmp(&x));
     let uint = |x: u64| stat.as_u64().map(|s| s.cmp(&x));
@@ -334,9 +357,10 @@ pub(crate) fn compare_json(stat: &serde_json::Value, lit: &ScalarValue, column: 
         (S::UInt64(Some(x)), c) if c.is_integer() => uint(*x),
         (S::Float32(Some(x)), DataType::Float32 | DataType::Float64) => float(f64::from(*x)),
         (S::Float64(Some(x)), DataType::Float32 | DataType::Float64) => float(*x),
-        (S::Utf8(Some(x)) | S::Utf8View(Some(x)) | S::LargeUtf8(Some(x)), DataType::Utf8 | DataType::Utf8View) => {
-            string(x)
-        }
+        (
+            S::Utf8(Some(x)) | S::Utf8View(Some(x)) | S::LargeUtf8(Some(x)),
+            DataType::Utf8 | DataType::Utf8View,
+        ) => string(x),
         (S::Date32(Some(x)), DataType::Date32) => int(i64::from(*x)),
         (_, DataType::Timestamp(unit, _)) => match timestamp_value(lit) {
             Some((x, u)) if u == *unit => int(x),

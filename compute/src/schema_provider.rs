@@ -28,8 +28,16 @@ pub(crate) struct StrataSchema {
 
 impl StrataSchema {
     /// `names`: the table names to report, if the query lists tables (else empty).
-    pub(crate) fn new(manifests: Arc<ManifestCache>, env: ScanEnv, names: Arc<Vec<String>>) -> Self {
-        Self { manifests, env, names }
+    pub(crate) fn new(
+        manifests: Arc<ManifestCache>,
+        env: ScanEnv,
+        names: Arc<Vec<String>>,
+    ) -> Self {
+        Self {
+            manifests,
+            env,
+            names,
+        }
     }
 }
 
@@ -40,8 +48,13 @@ impl SchemaProvider for StrataSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let manifest = self.manifests.get(name).await.map_err(crate::Error::into_datafusion)?;
-        Ok(manifest.map(|m| Arc::new(StrataTable::new(m, self.env.clone())) as Arc<dyn TableProvider>))
+        let manifest = self
+            .manifests
+            .get(name)
+            .await
+            .map_err(crate::Error::into_datafusion)?;
+        Ok(manifest
+            .map(|m| Arc::new(StrataTable::new(m, self.env.clone())) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {

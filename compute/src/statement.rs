@@ -32,7 +32,8 @@ use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSou
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::planner::{ParserOptions, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr as SqlExpr, FromTable, ObjectName, SqlOption, Statement, TableFactor, Value,
+    CreateTableOptions, Expr as SqlExpr, FromTable, ObjectName, SqlOption, Statement, TableFactor,
+    Value,
 };
 
 use crate::error::{Error, Result};
@@ -110,9 +111,15 @@ pub fn parse_statement_kind(sql: &str) -> Result<StatementKind> {
                     FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
                 };
                 let [only] = tables.as_slice() else {
-                    return Err(Error::InvalidArgument("DELETE takes exactly one table".into()));
+                    return Err(Error::InvalidArgument(
+                        "DELETE takes exactly one table".into(),
+                    ));
                 };
-                if !only.joins.is_empty() || d.using.is_some() || d.limit.is_some() || !d.order_by.is_empty() {
+                if !only.joins.is_empty()
+                    || d.using.is_some()
+                    || d.limit.is_some()
+                    || !d.order_by.is_empty()
+                {
                     return Err(Error::InvalidArgument(
                         "DELETE supports only `DELETE FROM table [WHERE predicate]`".into(),
                     ));
@@ -196,10 +203,11 @@ fn create_table(ct: datafusion::sql::sqlparser::ast::CreateTable) -> Result<Crea
             "time_column" => spec.time_column = Some(v.clone()),
             "shard_key" => spec.shard_key = Some(v.clone()),
             "num_shards" => {
-                spec.num_shards =
-                    Some(v.parse().map_err(|_| {
-                        Error::InvalidArgument(format!("num_shards must be a positive integer, not `{v}`"))
-                    })?)
+                spec.num_shards = Some(v.parse().map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "num_shards must be a positive integer, not `{v}`"
+                    ))
+                })?)
             }
             "retention" => spec.retention = Some(parse_retention(v)?),
             "bloom_columns" => {
@@ -232,8 +240,11 @@ fn parse_retention(v: &str) -> Result<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(v.trim())
-        .map_err(|e| Error::InvalidArgument(format!("retention `{v}` is not a duration like '7d' or '12h': {e}")))
+    humantime::parse_duration(v.trim()).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "retention `{v}` is not a duration like '7d' or '12h': {e}"
+        ))
+    })
 }
 
 /// Just enough of a planner context to convert column types.
@@ -343,6 +354,9 @@ mod placeholder_tests {
             number_placeholders("SELECT * FROM t WHERE a = ? AND b = '?' AND c = ? -- ?\n"),
             "SELECT * FROM t WHERE a = $1 AND b = '?' AND c = $2 -- ?\n"
         );
-        assert_eq!(number_placeholders("SELECT \"?\" /* ? */, ?"), "SELECT \"?\" /* ? */, $1");
+        assert_eq!(
+            number_placeholders("SELECT \"?\" /* ? */, ?"),
+            "SELECT \"?\" /* ? */, $1"
+        );
     }
 }

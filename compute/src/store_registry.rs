@@ -18,7 +18,10 @@ pub(crate) struct SingleStoreRegistry {
 
 impl SingleStoreRegistry {
     pub(crate) fn new(url: &Url, store: Arc<dyn ObjectStore>) -> Self {
-        Self { key: key(url), store }
+        Self {
+            key: key(url),
+            store,
+        }
     }
 }
 
@@ -31,7 +34,11 @@ fn key(url: &Url) -> String {
 }
 
 impl ObjectStoreRegistry for SingleStoreRegistry {
-    fn register_store(&self, _url: &Url, _store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        _url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         // Fixed at construction; nothing else may be added.
         None
     }

@@ -50,7 +50,9 @@ impl Stream for GuardedStream {
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(Some(Err(Error::DeadlineExceeded(self.timeout).into_datafusion())));
+            return Poll::Ready(Some(Err(
+                Error::DeadlineExceeded(self.timeout).into_datafusion()
+            )));
         }
         let next = self.inner.as_mut().poll_next(cx);
         if let Poll::Ready(None) = next {

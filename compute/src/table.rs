@@ -124,39 +124,58 @@ impl StrataTable {
                 .ok_or_else(|| DataFusionError::Internal("scan without a SessionState".into()))?;
             let df_schema = DFSchema::try_from(self.internal.as_ref().clone())?;
             for rule in rules {
-                let predicate = state.create_logical_expr(&rule.predicate, &df_schema).map_err(|e| {
-                    Error::Internal(format!(
-                        "delete rule {} of table `{}` (`{}`) cannot be planned: {e}",
-                        rule.id, def.name, rule.predicate
-                    ))
-                    .into_datafusion()
-                })?;
+                let predicate = state
+                    .create_logical_expr(&rule.predicate, &df_schema)
+                    .map_err(|e| {
+                        Error::Internal(format!(
+                            "delete rule {} of table `{}` (`{}`) cannot be planned: {e}",
+                            rule.id, def.name, rule.predicate
+                        ))
+                        .into_datafusion()
+                    })?;
                 let mut bound = case(column(SHARD_COLUMN));
                 for (shard, below) in &rule.below_offsets {
                     bound.when(lit(*shard), lit(*below));
                 }
                 let bound = bound.otherwise(lit(0u64))?;
-                parts.push(predicate.is_not_true().or(column(OFFSET_COLUMN).gt_eq(bound)));
+                parts.push(
+                    predicate
+                        .is_not_true()
+                        .or(column(OFFSET_COLUMN).gt_eq(bound)),
+                );
             }
         }
         Ok(conjunction(parts))
     }
 
-    fn rule_applies(&self, rule: &DeleteRule, segments: &[&SegmentMeta], wal_shards: &BTreeSet<u32>) -> bool {
+    fn rule_applies(
+        &self,
+        rule: &DeleteRule,
+        segments: &[&SegmentMeta],
+        wal_shards: &BTreeSet<u32>,
+    ) -> bool {
         let below = |shard: u32| rule.below_offsets.get(&shard).copied().unwrap_or(0);
         segments
             .iter()
             .any(|s| s.deletes_applied < rule.id && s.min_offset < below(s.shard))
             || wal_shards.iter().any(|s| {
                 // Unflushed rows have offsets at or above the shard's flushed offset.
-                let flushed = self.manifest.shards.get(s).map_or(0, |st| st.flushed_offset);
+                let flushed = self
+                    .manifest
+                    .shards
+                    .get(s)
+                    .map_or(0, |st| st.flushed_offset);
                 below(*s) > flushed
             })
     }
 
     fn retention_cutoff(&self) -> Option<i64> {
         let secs = i64::try_from(self.manifest.table.retention_secs?).ok()?;
-        Some(self.env.now_micros.saturating_sub(secs.saturating_mul(1_000_000)))
+        Some(
+            self.env
+                .now_micros
+                .saturating_sub(secs.saturating_mul(1_000_000)),
+        )
     }
 
     fn parquet_exec(
@@ -169,7 +188,10 @@ impl StrataTable {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let target = state.config().target_partitions().max(1);
         let def = &self.manifest.table;
-        let time_idx = def.time_column.as_ref().and_then(|tc| self.schema.index_of(tc).ok());
+        let time_idx = def
+            .time_column
+            .as_ref()
+            .and_then(|tc| self.schema.index_of(tc).ok());
         // Declare the time ordering only when no selected segment has null times, so the
         // in-file order (sorted by time) is also "ascending, nulls last".
         let sortable = time_idx.is_some()
@@ -190,7 +212,10 @@ impl StrataTable {
                         .map(|seg| {
                             PartitionedFile::new(seg.path.clone(), seg.bytes)
                                 .with_partition_values(vec![ScalarValue::UInt32(Some(seg.shard))])
-                                .with_statistics(Arc::new(segment_statistics(seg, &self.file_schema)))
+                                .with_statistics(Arc::new(segment_statistics(
+                                    seg,
+                                    &self.file_schema,
+                                )))
                         })
                         .collect(),
                 )
@@ -251,7 +276,10 @@ impl TableProvider for StrataTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         // Used for pruning and pushed into the Parquet reader; DataFusion re-checks them.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -326,8 +354,12 @@ impl TableProvider for StrataTable {
             for (i, (_, b)) in wal.into_iter().enumerate() {
                 partitions[i % target].push(b);
             }
-            let source = MemorySourceConfig::try_new(&partitions, Arc::clone(&self.internal), Some(inner.clone()))?
-                .with_limit(limit);
+            let source = MemorySourceConfig::try_new(
+                &partitions,
+                Arc::clone(&self.internal),
+                Some(inner.clone()),
+            )?
+            .with_limit(limit);
             inputs.push(DataSourceExec::from_data_source(source));
         }
         let mut plan: Arc<dyn ExecutionPlan> = match inputs.len() {
@@ -348,7 +380,8 @@ impl TableProvider for StrataTable {
                     let name = self.schema.field(*i).name();
                     let idx = input_schema.index_of(name)?;
                     Ok((
-                        Arc::new(PhysicalColumn::new(name, idx)) as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                        Arc::new(PhysicalColumn::new(name, idx))
+                            as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
                         name.clone(),
                     ))
                 })
@@ -370,9 +403,13 @@ fn column(name: &str) -> Expr {
 fn timestamp_scalar(micros: i64, unit: TimeUnit, tz: Option<Arc<str>>) -> ScalarValue {
     match unit {
         TimeUnit::Second => ScalarValue::TimestampSecond(Some(micros.div_euclid(1_000_000)), tz),
-        TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(micros.div_euclid(1_000)), tz),
+        TimeUnit::Millisecond => {
+            ScalarValue::TimestampMillisecond(Some(micros.div_euclid(1_000)), tz)
+        }
         TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(micros), tz),
-        TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(micros.saturating_mul(1_000)), tz),
+        TimeUnit::Nanosecond => {
+            ScalarValue::TimestampNanosecond(Some(micros.saturating_mul(1_000)), tz)
+        }
     }
 }
 
@@ -386,7 +423,11 @@ fn timestamp_scalar(micros: i64, unit: TimeUnit, tz: Option<Arc<str>>) -> Scalar
 /// `ORDER BY ts DESC LIMIT n`, the common log query, then fills its top-k from the first
 /// files, and DataFusion's dynamic top-k filter skips older files on their manifest
 /// statistics before opening them.
-fn group_segments(mut segments: Vec<&SegmentMeta>, target: usize, time_order: bool) -> (Vec<Vec<&SegmentMeta>>, bool) {
+fn group_segments(
+    mut segments: Vec<&SegmentMeta>,
+    target: usize,
+    time_order: bool,
+) -> (Vec<Vec<&SegmentMeta>>, bool) {
     segments.sort_by(|a, b| (a.min_ts, a.max_ts, &a.path).cmp(&(b.min_ts, b.max_ts, &b.path)));
     let mut groups: Vec<(Option<i64>, u64, Vec<&SegmentMeta>)> = Vec::new();
     let mut ordered = time_order;
@@ -403,7 +444,11 @@ fn group_segments(mut segments: Vec<&SegmentMeta>, target: usize, time_order: bo
         } else {
             fitting.or_else(|| {
                 ordered = false;
-                groups.iter().enumerate().min_by_key(|(_, g)| g.1).map(|(i, _)| i)
+                groups
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, g)| g.1)
+                    .map(|(i, _)| i)
             })
         };
         match pick {
@@ -443,8 +488,10 @@ fn segment_statistics(seg: &SegmentMeta, file_schema: &Schema) -> Statistics {
             match seg.columns.get(f.name()) {
                 Some(c) => ColumnStatistics {
                     null_count: Precision::Exact(usize::try_from(c.nulls).unwrap_or(usize::MAX)),
-                    min_value: json_scalar(c.min.as_ref(), f.data_type()).map_or(Precision::Absent, Precision::Exact),
-                    max_value: json_scalar(c.max.as_ref(), f.data_type()).map_or(Precision::Absent, Precision::Exact),
+                    min_value: json_scalar(c.min.as_ref(), f.data_type())
+                        .map_or(Precision::Absent, Precision::Exact),
+                    max_value: json_scalar(c.max.as_ref(), f.data_type())
+                        .map_or(Precision::Absent, Precision::Exact),
                     ..ColumnStatistics::new_unknown()
                 },
                 // Written before the column existed: all nulls.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt64Array,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use object_store::memory::InMemory;
@@ -86,7 +86,11 @@ pub(crate) struct LogRow {
 pub(crate) fn logs_schema() -> Schema {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         s("tenant"),
         s("service"),
         s("host"),
@@ -192,33 +196,54 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<LogRow> {
 
 /// Rows as a batch of the `logs` schema, plus `_offset` if `with_offset`.
 pub(crate) fn logs_batch(rows: &[LogRow], with_offset: bool) -> RecordBatch {
-    let s = |f: fn(&LogRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
-    let mut fields: Vec<Field> = logs_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let s = |f: fn(&LogRow) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let mut fields: Vec<Field> = logs_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts))),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            rows.iter().map(|r| r.ts),
+        )),
         s(|r| &r.tenant),
         s(|r| &r.service),
         s(|r| &r.host),
         s(|r| &r.level),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.request_id))),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.request_id),
+        )),
         s(|r| &r.trace_id),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.user_id))),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.user_id),
+        )),
         s(|r| &r.path),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.latency_ms))),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.latency_ms),
+        )),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.bytes))),
         s(|r| &r.message),
     ];
     if with_offset {
         fields.push(Field::new(OFFSET_COLUMN, DataType::UInt64, false));
-        cols.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.offset))));
+        cols.push(Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.offset),
+        )));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch")
 }
 
 /// Add `_offset` (from `first`) to a batch of a table's schema.
 pub(crate) fn with_offsets(batch: &RecordBatch, first: u64) -> RecordBatch {
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(OFFSET_COLUMN, DataType::UInt64, false));
     let mut cols = batch.columns().to_vec();
     cols.push(Arc::new(UInt64Array::from_iter_values(
@@ -228,7 +253,12 @@ pub(crate) fn with_offsets(batch: &RecordBatch, first: u64) -> RecordBatch {
 }
 
 /// Encode `batch` (with `_offset`) as a segment of `shard`, upload it, and commit it.
-pub(crate) async fn write_segment(catalog: &Catalog, def: &TableDef, shard: u32, batch: &RecordBatch) -> SegmentMeta {
+pub(crate) async fn write_segment(
+    catalog: &Catalog,
+    def: &TableDef,
+    shard: u32,
+    batch: &RecordBatch,
+) -> SegmentMeta {
     let opts = SegmentOptions {
         row_group_rows: 1024,
         zstd_level: 1,
@@ -290,7 +320,10 @@ pub(crate) async fn write_wal(
     };
     let bytes = wal::encode(&header, &schema, batches).expect("encode wal");
     store
-        .put(&paths::wal_entry(table, shard, seq), PutPayload::from(bytes))
+        .put(
+            &paths::wal_entry(table, shard, seq),
+            PutPayload::from(bytes),
+        )
         .await
         .expect("put wal");
 }
@@ -327,23 +360,32 @@ impl Fixture {
     pub(crate) async fn with_store(store: Arc<dyn ObjectStore>) -> Self {
         let catalog = Catalog::new(Arc::clone(&store));
         let def = logs_def();
-        catalog.create_table(def.clone()).await.expect("create logs");
+        catalog
+            .create_table(def.clone())
+            .await
+            .expect("create logs");
         let rows = generate(ROWS, 42);
         let (in_segments, in_wal) = rows.split_at(ROWS - WAL_ROWS);
         let period = in_segments.len().div_ceil(PERIODS);
         let mut segments = Vec::new();
         for chunk in in_segments.chunks(period) {
             for shard in 0..SHARDS {
-                let part: Vec<LogRow> = chunk.iter().filter(|r| r.shard == shard).cloned().collect();
+                let part: Vec<LogRow> =
+                    chunk.iter().filter(|r| r.shard == shard).cloned().collect();
                 if !part.is_empty() {
-                    segments.push(write_segment(&catalog, &def, shard, &logs_batch(&part, true)).await);
+                    segments
+                        .push(write_segment(&catalog, &def, shard, &logs_batch(&part, true)).await);
                 }
             }
         }
         let floors: BTreeMap<u32, u64> = (0..SHARDS).map(|s| (s, WAL_FLOOR)).collect();
         set_wal_floor(&catalog, "logs", &floors).await;
         for shard in 0..SHARDS {
-            let part: Vec<LogRow> = in_wal.iter().filter(|r| r.shard == shard).cloned().collect();
+            let part: Vec<LogRow> = in_wal
+                .iter()
+                .filter(|r| r.shard == shard)
+                .cloned()
+                .collect();
             let (a, b) = part.split_at(part.len() / 2);
             write_wal(&store, "logs", shard, WAL_FLOOR, &[logs_batch(a, true)]).await;
             write_wal(&store, "logs", shard, WAL_FLOOR + 1, &[logs_batch(b, true)]).await;
@@ -354,7 +396,14 @@ impl Fixture {
                 .take(3)
                 .cloned()
                 .collect();
-            write_wal(&store, "logs", shard, WAL_FLOOR - 1, &[logs_batch(&flushed, true)]).await;
+            write_wal(
+                &store,
+                "logs",
+                shard,
+                WAL_FLOOR - 1,
+                &[logs_batch(&flushed, true)],
+            )
+            .await;
         }
 
         let services: Vec<(String, String, String)> = (0..16)
@@ -367,13 +416,22 @@ impl Fixture {
             })
             .collect();
         let sdef = services_def();
-        catalog.create_table(sdef.clone()).await.expect("create services");
+        catalog
+            .create_table(sdef.clone())
+            .await
+            .expect("create services");
         let batch = RecordBatch::try_new(
             sdef.schema_ref(),
             vec![
-                Arc::new(StringArray::from_iter_values(services.iter().map(|s| s.0.as_str()))),
-                Arc::new(StringArray::from_iter_values(services.iter().map(|s| s.1.as_str()))),
-                Arc::new(StringArray::from_iter_values(services.iter().map(|s| s.2.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    services.iter().map(|s| s.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    services.iter().map(|s| s.1.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    services.iter().map(|s| s.2.as_str()),
+                )),
             ],
         )
         .expect("services batch");
@@ -454,7 +512,9 @@ impl PartialEq for Cell {
             (Cell::S(a), Cell::S(b)) => a == b,
             (Cell::F(a), Cell::F(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
             (Cell::I(a), Cell::F(b)) | (Cell::F(b), Cell::I(a)) => (*a as f64 - b).abs() < 1e-9,
-            (Cell::F(a), Cell::Approx(b, tol)) | (Cell::Approx(b, tol), Cell::F(a)) => (a - b).abs() <= *tol,
+            (Cell::F(a), Cell::Approx(b, tol)) | (Cell::Approx(b, tol), Cell::F(a)) => {
+                (a - b).abs() <= *tol
+            }
             _ => false,
         }
     }
@@ -506,22 +566,44 @@ pub(crate) fn cells(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
                             return Cell::Null;
                         }
                         match c.data_type() {
-                            DataType::Int8 => Cell::I(c.as_primitive::<Int8Type>().value(row).into()),
-                            DataType::Int16 => Cell::I(c.as_primitive::<Int16Type>().value(row).into()),
-                            DataType::Int32 => Cell::I(c.as_primitive::<Int32Type>().value(row).into()),
-                            DataType::Int64 => Cell::I(c.as_primitive::<Int64Type>().value(row).into()),
-                            DataType::UInt32 => Cell::I(c.as_primitive::<UInt32Type>().value(row).into()),
-                            DataType::UInt64 => Cell::I(c.as_primitive::<UInt64Type>().value(row).into()),
-                            DataType::Float64 => Cell::F(c.as_primitive::<Float64Type>().value(row)),
-                            DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                                Cell::I(c.as_primitive::<TimestampMicrosecondType>().value(row).into())
+                            DataType::Int8 => {
+                                Cell::I(c.as_primitive::<Int8Type>().value(row).into())
                             }
-                            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                                Cell::I(c.as_primitive::<TimestampNanosecondType>().value(row).into())
+                            DataType::Int16 => {
+                                Cell::I(c.as_primitive::<Int16Type>().value(row).into())
                             }
+                            DataType::Int32 => {
+                                Cell::I(c.as_primitive::<Int32Type>().value(row).into())
+                            }
+                            DataType::Int64 => {
+                                Cell::I(c.as_primitive::<Int64Type>().value(row).into())
+                            }
+                            DataType::UInt32 => {
+                                Cell::I(c.as_primitive::<UInt32Type>().value(row).into())
+                            }
+                            DataType::UInt64 => {
+                                Cell::I(c.as_primitive::<UInt64Type>().value(row).into())
+                            }
+                            DataType::Float64 => {
+                                Cell::F(c.as_primitive::<Float64Type>().value(row))
+                            }
+                            DataType::Timestamp(TimeUnit::Microsecond, _) => Cell::I(
+                                c.as_primitive::<TimestampMicrosecondType>()
+                                    .value(row)
+                                    .into(),
+                            ),
+                            DataType::Timestamp(TimeUnit::Nanosecond, _) => Cell::I(
+                                c.as_primitive::<TimestampNanosecondType>()
+                                    .value(row)
+                                    .into(),
+                            ),
                             DataType::Utf8 => Cell::S(c.as_string::<i32>().value(row).to_string()),
-                            DataType::Utf8View => Cell::S(c.as_string_view().value(row).to_string()),
-                            DataType::LargeUtf8 => Cell::S(c.as_string::<i64>().value(row).to_string()),
+                            DataType::Utf8View => {
+                                Cell::S(c.as_string_view().value(row).to_string())
+                            }
+                            DataType::LargeUtf8 => {
+                                Cell::S(c.as_string::<i64>().value(row).to_string())
+                            }
                             DataType::Boolean => Cell::I(c.as_boolean().value(row).into()),
                             other => Cell::S(format!("<{other}>")),
                         }

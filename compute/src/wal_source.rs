@@ -40,7 +40,10 @@ impl WalCache {
         Self(
             foyer::CacheBuilder::new(capacity_bytes.max(1))
                 .with_weighter(|k: &String, v: &Arc<Vec<RecordBatch>>| {
-                    k.len() + v.iter().map(RecordBatch::get_array_memory_size).sum::<usize>()
+                    k.len()
+                        + v.iter()
+                            .map(RecordBatch::get_array_memory_size)
+                            .sum::<usize>()
                 })
                 .build(),
         )
@@ -97,7 +100,9 @@ pub(crate) async fn read_unflushed(
             };
             let bytes = match bytes {
                 Ok(b) => b,
-                Err(object_store::Error::NotFound { .. }) => return Err(Error::StaleManifest(table.to_string())),
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(Error::StaleManifest(table.to_string()));
+                }
                 Err(e) => return Err(Error::ObjectStore(e)),
             };
             let batches = Arc::new(wal::decode(&bytes)?.batches);

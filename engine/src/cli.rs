@@ -219,7 +219,8 @@ impl NodeArgs {
             s.node.http_addr = v;
         }
         if let Some(p) = &self.auth_tokens_file {
-            s.gateway.auth = strata_gateway::auth::AuthConfig::from_toml_file(p).map_err(|e| e.to_string())?;
+            s.gateway.auth =
+                strata_gateway::auth::AuthConfig::from_toml_file(p).map_err(|e| e.to_string())?;
         }
         if let Some(v) = &self.cache_dir {
             s.query.cache_dir = Some(v.clone());
@@ -257,7 +258,10 @@ impl NodeArgs {
 }
 
 /// Defaults, then the config file, then flags.
-pub fn load_settings(config: Option<&std::path::Path>, node: &NodeArgs) -> Result<Settings, String> {
+pub fn load_settings(
+    config: Option<&std::path::Path>,
+    node: &NodeArgs,
+) -> Result<Settings, String> {
     let mut s = match config {
         Some(p) => Settings::from_file(p)?,
         None => Settings::default(),

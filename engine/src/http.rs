@@ -79,7 +79,9 @@ async fn status(State(s): State<HttpState>) -> Response {
         && let Ok(known) = tenants.known().await
     {
         for t in known {
-            let Ok(catalog) = tenants.catalog(t.as_deref()).await else { continue };
+            let Ok(catalog) = tenants.catalog(t.as_deref()).await else {
+                continue;
+            };
             for name in catalog.list_tables().await.unwrap_or_default() {
                 if let Ok(m) = catalog.load(&name).await {
                     tables.push(json!({
@@ -161,32 +163,53 @@ async fn ingest_json_inner(
 ) -> Result<serde_json::Value, BackendError> {
     let invalid = |m: String| BackendError::new(ErrorKind::InvalidArgument, m);
     let (Some(ingest), Some(tenants)) = (&s.ingest, &s.tenants) else {
-        return Err(BackendError::new(ErrorKind::FailedPrecondition, "this node does not accept writes"));
+        return Err(BackendError::new(
+            ErrorKind::FailedPrecondition,
+            "this node does not accept writes",
+        ));
     };
-    let principal = s.auth.authenticate(&MetadataMap::from_headers(headers)).map_err(status_error)?;
-    principal.require(Scope::Write, "JSON ingest").map_err(status_error)?;
+    let principal = s
+        .auth
+        .authenticate(&MetadataMap::from_headers(headers))
+        .map_err(status_error)?;
+    principal
+        .require(Scope::Write, "JSON ingest")
+        .map_err(status_error)?;
     let caller: Caller = principal.caller(uuid::Uuid::new_v4().to_string());
     let keep_going = match q.get("on_error").map(String::as_str) {
         None | Some("reject") => false,
         Some("dead_letter") => true,
-        Some(other) => return Err(invalid(format!("on_error must be `reject` or `dead_letter`, not `{other}`"))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "on_error must be `reject` or `dead_letter`, not `{other}`"
+            )));
+        }
     };
-    let durability: Durability = q.get("durability").map_or(Ok(Durability::Durable), |d| d.parse())?;
+    let durability: Durability = q
+        .get("durability")
+        .map_or(Ok(Durability::Durable), |d| d.parse())?;
     let producer = match (q.get("producer_id"), q.get("sequence")) {
-        (Some(p), Some(seq)) => Some((p.clone(), seq.parse::<u64>().map_err(|_| invalid(format!("sequence `{seq}` is not a number")))?)),
+        (Some(p), Some(seq)) => Some((
+            p.clone(),
+            seq.parse::<u64>()
+                .map_err(|_| invalid(format!("sequence `{seq}` is not a number")))?,
+        )),
         (None, None) => None,
         _ => return Err(invalid("producer_id and sequence go together".into())),
     };
-    let table = strata_storage::manifest::validate_table_name(table).map_err(|e| invalid(e.to_string()))?;
+    let table =
+        strata_storage::manifest::validate_table_name(table).map_err(|e| invalid(e.to_string()))?;
     let catalog = tenants.catalog(caller.tenant.as_deref()).await?;
     let schema = match catalog.load(&table).await {
         Ok(m) => m.table.schema_ref(),
         Err(strata_storage::Error::TableNotFound(_)) => {
-            strata_ingest::json::infer_schema(body, q.get("time_column").map(String::as_str)).map_err(crate::errors::from_ingest)?
+            strata_ingest::json::infer_schema(body, q.get("time_column").map(String::as_str))
+                .map_err(crate::errors::from_ingest)?
         }
         Err(e) => return Err(crate::errors::from_storage(&e)),
     };
-    let decoded = strata_ingest::json::decode(body, &schema, keep_going).map_err(crate::errors::from_ingest)?;
+    let decoded = strata_ingest::json::decode(body, &schema, keep_going)
+        .map_err(crate::errors::from_ingest)?;
     let mut rows = 0;
     let mut shards = Vec::new();
     if let Some(batch) = decoded.batch {
@@ -208,7 +231,8 @@ async fn ingest_json_inner(
             .collect();
     }
     if !decoded.bad.is_empty() {
-        let dl = strata_ingest::json::dead_letter_batch(&decoded.bad).map_err(crate::errors::from_ingest)?;
+        let dl = strata_ingest::json::dead_letter_batch(&decoded.bad)
+            .map_err(crate::errors::from_ingest)?;
         ingest
             .write(WriteRequest {
                 caller,
@@ -235,5 +259,7 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

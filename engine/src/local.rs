@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_gateway::remote::{ShardResolver, TableLayout};
 use strata_gateway::{
-    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest, ShardAck, WriteAck,
-    WriteRequest,
+    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest, ShardAck,
+    WriteAck, WriteRequest,
 };
 use strata_ingest::Write;
 
@@ -25,10 +25,12 @@ pub struct LocalIngest {
 impl IngestBackend for LocalIngest {
     async fn write(&self, req: WriteRequest) -> Result<WriteAck, BackendError> {
         let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
-        let node = t
-            .ingest
-            .as_ref()
-            .ok_or_else(|| BackendError::new(ErrorKind::FailedPrecondition, "this node runs no shard writers"))?;
+        let node = t.ingest.as_ref().ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::FailedPrecondition,
+                "this node runs no shard writers",
+            )
+        })?;
         let r = node
             .write(Write {
                 table: req.table,
@@ -61,7 +63,10 @@ impl IngestBackend for LocalIngest {
         let catalog = self.tenants.catalog(req.caller.tenant.as_deref()).await?;
         let max_rows = req.max_rows.clamp(1, 1_000_000);
         // Fail fast on a bad table or shard before starting the stream.
-        let m = catalog.load(&req.table).await.map_err(|e| from_storage(&e))?;
+        let m = catalog
+            .load(&req.table)
+            .await
+            .map_err(|e| from_storage(&e))?;
         m.shard(req.shard).map_err(|e| from_storage(&e))?;
         let table = req.table.clone();
         let shard = req.shard;
@@ -76,7 +81,9 @@ impl IngestBackend for LocalIngest {
                     return None;
                 }
                 loop {
-                    match strata_ingest::log::read_log(&catalog, &table, shard, from, max_rows).await {
+                    match strata_ingest::log::read_log(&catalog, &table, shard, from, max_rows)
+                        .await
+                    {
                         Ok(b) if b.num_rows() > 0 => {
                             let next = from + b.num_rows() as u64;
                             return Some((Ok(b), (next, !follow)));
@@ -103,7 +110,11 @@ pub struct CatalogResolver {
 
 #[async_trait::async_trait]
 impl ShardResolver for CatalogResolver {
-    async fn layout(&self, caller: &Caller, table: &str) -> Result<Option<TableLayout>, BackendError> {
+    async fn layout(
+        &self,
+        caller: &Caller,
+        table: &str,
+    ) -> Result<Option<TableLayout>, BackendError> {
         let catalog = self.tenants.catalog(caller.tenant.as_deref()).await?;
         let m = match catalog.cached(table) {
             Some(m) => m,
@@ -135,9 +146,13 @@ impl QueryShared {
         registry: &prometheus::Registry,
     ) -> Result<Self, String> {
         let config = s.query_config();
-        let cache = strata_compute::cache::CachedStore::open(store, &strata_compute::cache::CacheOptions::from_config(&config), registry)
-            .await
-            .map_err(|e| format!("cannot open the cache: {e}"))?;
+        let cache = strata_compute::cache::CachedStore::open(
+            store,
+            &strata_compute::cache::CacheOptions::from_config(&config),
+            registry,
+        )
+        .await
+        .map_err(|e| format!("cannot open the cache: {e}"))?;
         Ok(Self {
             cache: Arc::new(cache),
             config,
@@ -150,7 +165,10 @@ impl QueryShared {
     }
 
     /// A query engine over one tenant's catalog.
-    pub fn engine(&self, catalog: strata_storage::Catalog) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
+    pub fn engine(
+        &self,
+        catalog: strata_storage::Catalog,
+    ) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
         strata_compute::QueryEngine::with_store(catalog, self.config.clone())
     }
 
@@ -167,12 +185,12 @@ pub struct LocalQuery {
     pub tenants: Arc<Tenants>,
 }
 
-fn count_batch(n: u64) -> Result<(arrow::datatypes::SchemaRef, arrow::array::RecordBatch), BackendError> {
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
-        "count",
-        arrow::datatypes::DataType::UInt64,
-        false,
-    )]));
+fn count_batch(
+    n: u64,
+) -> Result<(arrow::datatypes::SchemaRef, arrow::array::RecordBatch), BackendError> {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("count", arrow::datatypes::DataType::UInt64, false),
+    ]));
     let b = arrow::array::RecordBatch::try_new(
         Arc::clone(&schema),
         vec![Arc::new(arrow::array::UInt64Array::from(vec![n]))],
@@ -191,8 +209,9 @@ fn params_to_scalars(
     p.columns()
         .iter()
         .map(|c| {
-            datafusion::scalar::ScalarValue::try_from_array(c, 0)
-                .map_err(|e| BackendError::new(ErrorKind::InvalidArgument, format!("bad parameter: {e}")))
+            datafusion::scalar::ScalarValue::try_from_array(c, 0).map_err(|e| {
+                BackendError::new(ErrorKind::InvalidArgument, format!("bad parameter: {e}"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -212,7 +231,16 @@ impl LocalQuery {
                 let unknown: Vec<&String> = spec
                     .options
                     .keys()
-                    .filter(|k| !["time_column", "shard_key", "num_shards", "retention", "bloom_columns"].contains(&k.as_str()))
+                    .filter(|k| {
+                        ![
+                            "time_column",
+                            "shard_key",
+                            "num_shards",
+                            "retention",
+                            "bloom_columns",
+                        ]
+                        .contains(&k.as_str())
+                    })
                     .collect();
                 if !unknown.is_empty() {
                     return Err(BackendError::new(
@@ -228,9 +256,9 @@ impl LocalQuery {
                     ["ts", "time", "timestamp"]
                         .iter()
                         .find(|c| {
-                            schema
-                                .field_with_name(c)
-                                .is_ok_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _)))
+                            schema.field_with_name(c).is_ok_and(|f| {
+                                matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _))
+                            })
                         })
                         .map(|c| c.to_string())
                 });
@@ -245,16 +273,26 @@ impl LocalQuery {
                     bloom_columns: spec.bloom_columns.clone(),
                     created_at_ms: 0,
                 };
-                let (_, created) = t.catalog.create_table(def).await.map_err(|e| from_storage(&e))?;
+                let (_, created) = t
+                    .catalog
+                    .create_table(def)
+                    .await
+                    .map_err(|e| from_storage(&e))?;
                 if !created && !spec.if_not_exists {
                     return Err(BackendError::new(
                         ErrorKind::AlreadyExists,
-                        format!("table `{}` already exists (use CREATE TABLE IF NOT EXISTS)", spec.name),
+                        format!(
+                            "table `{}` already exists (use CREATE TABLE IF NOT EXISTS)",
+                            spec.name
+                        ),
                     ));
                 }
                 Ok(Some(count_batch(0)?.1))
             }
-            K::Delete { table, predicate_sql } => {
+            K::Delete {
+                table,
+                predicate_sql,
+            } => {
                 let predicate = predicate_sql.unwrap_or_else(|| "true".to_string());
                 let m = t.catalog.load(&table).await.map_err(|e| from_storage(&e))?;
                 // Count what the rule hides now (also validates the predicate).
@@ -265,9 +303,12 @@ impl LocalQuery {
                             .execute(&sql, &strata_compute::QueryContext::default())
                             .await
                             .map_err(crate::errors::from_compute)?;
-                        let batches: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(r.stream)
-                            .await
-                            .map_err(|e| BackendError::new(ErrorKind::InvalidArgument, e.to_string()))?;
+                        let batches: Vec<_> =
+                            futures::TryStreamExt::try_collect::<Vec<_>>(r.stream)
+                                .await
+                                .map_err(|e| {
+                                    BackendError::new(ErrorKind::InvalidArgument, e.to_string())
+                                })?;
                         batches
                             .first()
                             .and_then(|b| arrow::array::AsArray::as_primitive_opt::<arrow::datatypes::Int64Type>(b.column(0)))
@@ -312,11 +353,18 @@ async fn shard_end_offset(
     use object_store::ObjectStoreExt;
     let st = m.shard(shard).map_err(|e| from_storage(&e))?;
     let mut end = st.flushed_offset;
-    let entries = strata_storage::wal::list(catalog.store().as_ref(), &m.table.name, shard, st.flushed_wal_seq)
-        .await
-        .map_err(|e| from_storage(&e))?;
+    let entries = strata_storage::wal::list(
+        catalog.store().as_ref(),
+        &m.table.name,
+        shard,
+        st.flushed_wal_seq,
+    )
+    .await
+    .map_err(|e| from_storage(&e))?;
     for (_, meta) in entries.iter().rev() {
-        let Ok(r) = catalog.store().get(&meta.location).await else { continue };
+        let Ok(r) = catalog.store().get(&meta.location).await else {
+            continue;
+        };
         let Ok(bytes) = r.bytes().await else { continue };
         if let Ok(e) = strata_storage::wal::decode(&bytes) {
             end = end.max(e.header.first_offset + e.header.rows);
@@ -332,46 +380,68 @@ impl strata_gateway::QueryBackend for LocalQuery {
         &self,
         req: strata_gateway::QueryRequest,
     ) -> Result<(arrow::datatypes::SchemaRef, BatchStream), BackendError> {
-        let kind = strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)?;
+        let kind =
+            strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)?;
         if let Some(b) = self.ddl(&req.caller, kind).await? {
             let schema = b.schema();
             return Ok((schema, futures::stream::iter(vec![Ok(b)]).boxed()));
         }
         let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
-        let q = t
-            .query
-            .as_ref()
-            .ok_or_else(|| BackendError::new(ErrorKind::FailedPrecondition, "this node runs no query engine; send SQL to a gateway or compute node"))?;
+        let q = t.query.as_ref().ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::FailedPrecondition,
+                "this node runs no query engine; send SQL to a gateway or compute node",
+            )
+        })?;
         let ctx = strata_compute::QueryContext {
             tenant: req.caller.tenant.clone(),
             timeout: req.timeout,
             params: params_to_scalars(req.params.as_ref())?,
         };
-        let r = q.execute(&req.sql, &ctx).await.map_err(crate::errors::from_compute)?;
+        let r = q
+            .execute(&req.sql, &ctx)
+            .await
+            .map_err(crate::errors::from_compute)?;
         let stream = r
             .stream
             .map(|b| b.map_err(|e| crate::errors::from_compute(strata_compute::Error::from(e))));
         Ok((r.schema, stream.boxed()))
     }
 
-    async fn schema(&self, req: strata_gateway::QueryRequest) -> Result<arrow::datatypes::SchemaRef, BackendError> {
+    async fn schema(
+        &self,
+        req: strata_gateway::QueryRequest,
+    ) -> Result<arrow::datatypes::SchemaRef, BackendError> {
         use strata_compute::StatementKind as K;
         match strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)? {
             K::CreateTable(_) | K::Delete { .. } => Ok(count_batch(0)?.0),
             _ => {
                 let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
                 let q = t.query.as_ref().ok_or_else(|| {
-                    BackendError::new(ErrorKind::FailedPrecondition, "this node runs no query engine")
+                    BackendError::new(
+                        ErrorKind::FailedPrecondition,
+                        "this node runs no query engine",
+                    )
                 })?;
-                q.plan_schema(&req.sql).await.map_err(crate::errors::from_compute)
+                q.plan_schema(&req.sql)
+                    .await
+                    .map_err(crate::errors::from_compute)
             }
         }
     }
 
-    async fn list_tables(&self, caller: &Caller) -> Result<Vec<(String, arrow::datatypes::SchemaRef)>, BackendError> {
+    async fn list_tables(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(String, arrow::datatypes::SchemaRef)>, BackendError> {
         let t = self.tenants.get(caller.tenant.as_deref()).await?;
         let mut out = Vec::new();
-        for name in t.catalog.list_tables().await.map_err(|e| from_storage(&e))? {
+        for name in t
+            .catalog
+            .list_tables()
+            .await
+            .map_err(|e| from_storage(&e))?
+        {
             if let Ok(m) = t.catalog.load(&name).await {
                 out.push((name, m.table.schema_ref()));
             }

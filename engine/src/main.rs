@@ -19,7 +19,9 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,datafusion=warn,foyer=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -35,7 +37,10 @@ fn main() -> std::process::ExitCode {
     if is_server {
         init_logging(cli.log_format);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -70,7 +75,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 s.cluster.ingest_nodes = a.ingest_nodes;
             }
             if let Some(p) = a.policy {
-                s.remote.policy = p.parse().map_err(|e: strata_gateway::BackendError| e.message)?;
+                s.remote.policy = p
+                    .parse()
+                    .map_err(|e: strata_gateway::BackendError| e.message)?;
             }
             roles::gateway(s).await
         }

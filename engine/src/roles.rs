@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use strata_gateway::auth::Authenticator;
-use strata_gateway::remote::{ClusterStatus, NodeSpec, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend};
+use strata_gateway::remote::{
+    ClusterStatus, NodeSpec, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend,
+};
 use strata_gateway::server::GatewayServer;
 use strata_gateway::{IngestBackend, QueryBackend};
 use tokio::sync::watch;
@@ -44,13 +46,14 @@ impl Shutdown {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -79,9 +82,9 @@ fn authenticator(s: &Settings) -> Result<Arc<Authenticator>, String> {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} for {what}: {e}; pick another address with --{what}-addr"))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen on {addr} for {what}: {e}; pick another address with --{what}-addr")
+    })
 }
 
 /// Serve Flight (gRPC) and HTTP until shutdown.
@@ -107,7 +110,10 @@ async fn run_servers(
     let grpc_task = server.serve_with_listener(grpc, shutdown.clone().wait());
     ready.store(true, Ordering::Release);
     // Printed for scripts and tests that wait for readiness.
-    println!("strata ready: grpc={} http={}", s.node.grpc_addr, s.node.http_addr);
+    println!(
+        "strata ready: grpc={} http={}",
+        s.node.grpc_addr, s.node.http_addr
+    );
     let (g, h) = tokio::join!(grpc_task, http_task);
     ready.store(false, Ordering::Release);
     g.map_err(|e| e.to_string())?;
@@ -157,7 +163,14 @@ pub async fn serve(s: Settings) -> Result<(), String> {
         tenants: Arc::clone(&tenants),
     });
     let compactor = crate::lifecycle::spawn_background(Arc::clone(&tenants), &s, &registry)?;
-    let state = http_state("serve", &s, &registry, &auth, Some(Arc::clone(&ingest)), Some(Arc::clone(&tenants)));
+    let state = http_state(
+        "serve",
+        &s,
+        &registry,
+        &auth,
+        Some(Arc::clone(&ingest)),
+        Some(Arc::clone(&tenants)),
+    );
     let r = run_servers(&s, query, ingest, state, auth, &registry, shutdown).await;
     drop(compactor);
     flush_all(&tenants).await;
@@ -169,7 +182,9 @@ async fn recover_all(tenants: &Tenants) -> Result<(), String> {
     for t in tenants.known().await.map_err(|e| e.message)? {
         let tenant = tenants.get(t.as_deref()).await.map_err(|e| e.message)?;
         if let Some(node) = &tenant.ingest {
-            node.recover().await.map_err(|e| format!("WAL recovery failed: {e}"))?;
+            node.recover()
+                .await
+                .map_err(|e| format!("WAL recovery failed: {e}"))?;
         }
     }
     Ok(())
@@ -191,11 +206,16 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;
     if s.cluster.compute_nodes.is_empty() || s.cluster.ingest_nodes.is_empty() {
-        return Err("a gateway needs --compute-nodes and --ingest-nodes (comma-separated host:port)".into());
+        return Err(
+            "a gateway needs --compute-nodes and --ingest-nodes (comma-separated host:port)".into(),
+        );
     }
     let parse = |v: &[String]| -> Result<Vec<NodeSpec>, String> {
         v.iter()
-            .map(|n| n.parse::<NodeSpec>().map_err(|e| format!("bad node address `{n}`: {}", e.message)))
+            .map(|n| {
+                n.parse::<NodeSpec>()
+                    .map_err(|e| format!("bad node address `{n}`: {}", e.message))
+            })
             .collect()
     };
     let compute = parse(&s.cluster.compute_nodes)?;
@@ -204,15 +224,25 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
     let opened = crate::storage::open(&s, &registry).await?;
     let tenants = Arc::new(Tenants::new(Arc::clone(&opened.store)));
     let metrics = RemoteMetrics::new(&registry).map_err(|e| e.message)?;
-    let remote_query = Arc::new(RemoteQueryBackend::new(&compute, &s.remote, &metrics).map_err(|e| e.message)?);
+    let remote_query =
+        Arc::new(RemoteQueryBackend::new(&compute, &s.remote, &metrics).map_err(|e| e.message)?);
     let query: Arc<dyn QueryBackend> = Arc::clone(&remote_query) as _;
     let resolver = Arc::new(CatalogResolver {
         tenants: Arc::clone(&tenants),
     });
-    let remote_ingest =
-        Arc::new(RemoteIngestBackend::new(&ingest_nodes, &s.remote, resolver, &metrics).map_err(|e| e.message)?);
+    let remote_ingest = Arc::new(
+        RemoteIngestBackend::new(&ingest_nodes, &s.remote, resolver, &metrics)
+            .map_err(|e| e.message)?,
+    );
     let ingest: Arc<dyn IngestBackend> = Arc::clone(&remote_ingest) as _;
-    let mut state = http_state("gateway", &s, &registry, &auth, Some(Arc::clone(&ingest)), Some(tenants));
+    let mut state = http_state(
+        "gateway",
+        &s,
+        &registry,
+        &auth,
+        Some(Arc::clone(&ingest)),
+        Some(tenants),
+    );
     state.cluster = Some(Arc::new(move || {
         let st = ClusterStatus::collect(Some(&remote_query), Some(&remote_ingest));
         serde_json::to_value(&st).unwrap_or_default()
@@ -228,7 +258,9 @@ pub async fn compute(mut s: Settings) -> Result<(), String> {
     let auth = authenticator(&s)?;
     let opened = crate::storage::open(&s, &registry).await?;
     let shared = QueryShared::open(&s, Arc::clone(&opened.store), &registry).await?;
-    let tenants = Arc::new(Tenants::new(Arc::clone(&opened.store)).with_query(shared.cached_store(), shared.clone()));
+    let tenants = Arc::new(
+        Tenants::new(Arc::clone(&opened.store)).with_query(shared.cached_store(), shared.clone()),
+    );
     let query: Arc<dyn QueryBackend> = Arc::new(LocalQuery {
         tenants: Arc::clone(&tenants),
     });
@@ -237,7 +269,14 @@ pub async fn compute(mut s: Settings) -> Result<(), String> {
         tenants: Arc::clone(&tenants),
         tail_poll: Duration::from_millis(100),
     });
-    let state = http_state("compute", &s, &registry, &auth, None, Some(Arc::clone(&tenants)));
+    let state = http_state(
+        "compute",
+        &s,
+        &registry,
+        &auth,
+        None,
+        Some(Arc::clone(&tenants)),
+    );
     let r = run_servers(&s, query, ingest, state, auth, &registry, shutdown).await;
     shared.close().await;
     r
@@ -250,7 +289,9 @@ pub async fn ingest(mut s: Settings) -> Result<(), String> {
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;
     let opened = crate::storage::open(&s, &registry).await?;
-    let tenants = Arc::new(Tenants::new(Arc::clone(&opened.store)).with_ingest(s.ingest_config(), &registry)?);
+    let tenants = Arc::new(
+        Tenants::new(Arc::clone(&opened.store)).with_ingest(s.ingest_config(), &registry)?,
+    );
     recover_all(&tenants).await?;
     let ingest: Arc<dyn IngestBackend> = Arc::new(LocalIngest {
         tenants: Arc::clone(&tenants),
@@ -260,7 +301,14 @@ pub async fn ingest(mut s: Settings) -> Result<(), String> {
     let query: Arc<dyn QueryBackend> = Arc::new(LocalQuery {
         tenants: Arc::clone(&tenants),
     });
-    let state = http_state("ingest", &s, &registry, &auth, Some(Arc::clone(&ingest)), Some(Arc::clone(&tenants)));
+    let state = http_state(
+        "ingest",
+        &s,
+        &registry,
+        &auth,
+        Some(Arc::clone(&ingest)),
+        Some(Arc::clone(&tenants)),
+    );
     let r = run_servers(&s, query, ingest, state, auth, &registry, shutdown).await;
     flush_all(&tenants).await;
     r
@@ -272,7 +320,12 @@ pub async fn compact(s: Settings, once: bool) -> Result<(), String> {
     let opened = crate::storage::open(&s, &registry).await?;
     let tenants = Arc::new(Tenants::new(Arc::clone(&opened.store)));
     if once {
-        let report = crate::lifecycle::run_pass(&tenants, &crate::lifecycle::LifecycleOptions::from_settings(&s), None).await?;
+        let report = crate::lifecycle::run_pass(
+            &tenants,
+            &crate::lifecycle::LifecycleOptions::from_settings(&s),
+            None,
+        )
+        .await?;
         println!("{report}");
         return Ok(());
     }
@@ -282,7 +335,9 @@ pub async fn compact(s: Settings, once: bool) -> Result<(), String> {
     let state = http_state("compact", &s, &registry, &auth, None, Some(tenants));
     let http_l = bind(s.node.http_addr, "http").await?;
     state.ready.store(true, Ordering::Release);
-    http::serve(http_l, state, shutdown.wait()).await.map_err(|e| e.to_string())?;
+    http::serve(http_l, state, shutdown.wait())
+        .await
+        .map_err(|e| e.to_string())?;
     drop(task);
     Ok(())
 }

@@ -158,26 +158,33 @@ impl Default for ClusterSettings {
 impl Settings {
     /// Read a TOML file; errors name the file and the bad key.
     pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
     }
 
     pub fn object_store_url(&self) -> String {
         self.storage.object_store.clone().unwrap_or_else(|| {
-            let p = std::path::absolute(self.node.data_dir.join("store")).unwrap_or_else(|_| self.node.data_dir.join("store"));
+            let p = std::path::absolute(self.node.data_dir.join("store"))
+                .unwrap_or_else(|_| self.node.data_dir.join("store"));
             format!("file://{}", p.display())
         })
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.query.cache_dir.clone().unwrap_or_else(|| self.node.data_dir.join("cache"))
+        self.query
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("cache"))
     }
 
     pub fn ingest_config(&self) -> strata_ingest::IngestConfig {
         let d = strata_ingest::IngestConfig::default();
         let i = &self.ingest;
         strata_ingest::IngestConfig {
-            group_commit_interval: i.group_commit_ms.map_or(d.group_commit_interval, Duration::from_millis),
+            group_commit_interval: i
+                .group_commit_ms
+                .map_or(d.group_commit_interval, Duration::from_millis),
             flush_bytes: i.flush_bytes.unwrap_or(d.flush_bytes),
             flush_age: i.flush_age_secs.map_or(d.flush_age, Duration::from_secs),
             max_batch_bytes: i.max_batch_bytes.unwrap_or(d.max_batch_bytes),

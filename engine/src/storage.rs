@@ -17,7 +17,10 @@ pub struct OpenedStore {
 }
 
 /// Open and verify the store; errors are one line saying what to fix.
-pub async fn open(settings: &Settings, registry: &prometheus::Registry) -> Result<OpenedStore, String> {
+pub async fn open(
+    settings: &Settings,
+    registry: &prometheus::Registry,
+) -> Result<OpenedStore, String> {
     let url = StoreUrl::parse(&settings.object_store_url()).map_err(|e| e.to_string())?;
     let st = &settings.storage;
     let s3 = S3Options {
@@ -37,6 +40,12 @@ pub async fn open(settings: &Settings, registry: &prometheus::Registry) -> Resul
         },
     };
     let (store, metrics) = layered(raw, &opts, registry).map_err(|e| format!("metrics: {e}"))?;
-    verify_conditional_writes(store.as_ref(), &url).await.map_err(|e| e.to_string())?;
-    Ok(OpenedStore { url, store, metrics })
+    verify_conditional_writes(store.as_ref(), &url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(OpenedStore {
+        url,
+        store,
+        metrics,
+    })
 }

@@ -51,7 +51,11 @@ impl Tenants {
     }
 
     /// Run shard writers for tenants in this process.
-    pub fn with_ingest(mut self, cfg: IngestConfig, registry: &prometheus::Registry) -> Result<Self, String> {
+    pub fn with_ingest(
+        mut self,
+        cfg: IngestConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, String> {
         let metrics = IngestMetrics::new(registry).map_err(|e| e.to_string())?;
         self.ingest = Some(IngestShared {
             budget: Arc::new(Budget::new(cfg.max_node_bytes)),
@@ -62,7 +66,11 @@ impl Tenants {
     }
 
     /// Answer queries in this process, reading through `cached` (the cache decorator).
-    pub fn with_query(mut self, cached: Arc<dyn ObjectStore>, shared: crate::local::QueryShared) -> Self {
+    pub fn with_query(
+        mut self,
+        cached: Arc<dyn ObjectStore>,
+        shared: crate::local::QueryShared,
+    ) -> Self {
         self.query_store = Some(cached);
         self.query_shared = Some(shared);
         self
@@ -70,7 +78,9 @@ impl Tenants {
 
     /// Bytes buffered by this process's shard writers and the limit, if it runs any.
     pub fn ingest_buffered(&self) -> Option<(usize, usize)> {
-        self.ingest.as_ref().map(|i| (i.budget.used(), i.budget.limit()))
+        self.ingest
+            .as_ref()
+            .map(|i| (i.budget.used(), i.budget.limit()))
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -80,7 +90,10 @@ impl Tenants {
     fn scoped(store: &Arc<dyn ObjectStore>, tenant: Option<&str>) -> Arc<dyn ObjectStore> {
         match tenant {
             None => Arc::clone(store),
-            Some(t) => Arc::new(PrefixStore::new(Arc::clone(store), Path::from(format!("tenants/{t}")))),
+            Some(t) => Arc::new(PrefixStore::new(
+                Arc::clone(store),
+                Path::from(format!("tenants/{t}")),
+            )),
         }
     }
 
@@ -111,7 +124,9 @@ impl Tenants {
         let query = match (&self.query_store, &self.query_shared) {
             (Some(qs), Some(shared)) => {
                 let qcat = Catalog::new(Self::scoped(qs, tenant));
-                Some(Arc::new(shared.engine(qcat).map_err(crate::errors::from_compute)?))
+                Some(Arc::new(
+                    shared.engine(qcat).map_err(crate::errors::from_compute)?,
+                ))
             }
             _ => None,
         };
@@ -148,7 +163,10 @@ impl Tenants {
 }
 
 fn validate_tenant(t: &str) -> Result<(), BackendError> {
-    let ok = !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {

@@ -49,7 +49,19 @@ fn start_cluster(test: &str) -> Cluster {
         let d = tempfile::tempdir().unwrap();
         let idx = i.to_string();
         ingest.push(Proc::start(
-            &["ingest", "--object-store", &url, "--data-dir", d.path().to_str().unwrap(), "--node-index", &idx, "--node-count", "2", "--group-commit-ms", "10"],
+            &[
+                "ingest",
+                "--object-store",
+                &url,
+                "--data-dir",
+                d.path().to_str().unwrap(),
+                "--node-index",
+                &idx,
+                "--node-count",
+                "2",
+                "--group-commit-ms",
+                "10",
+            ],
             &[],
         ));
         dirs.push(d);
@@ -57,11 +69,25 @@ fn start_cluster(test: &str) -> Cluster {
     let mut compute = Vec::new();
     for _ in 0..2 {
         let d = tempfile::tempdir().unwrap();
-        compute.push(Proc::start(&["compute", "--object-store", &url, "--data-dir", d.path().to_str().unwrap()], &[]));
+        compute.push(Proc::start(
+            &[
+                "compute",
+                "--object-store",
+                &url,
+                "--data-dir",
+                d.path().to_str().unwrap(),
+            ],
+            &[],
+        ));
         dirs.push(d);
     }
     let config = gateway_config();
-    let nodes = |ps: &[Proc]| ps.iter().map(|p| format!("127.0.0.1:{}", p.grpc_port)).collect::<Vec<_>>().join(",");
+    let nodes = |ps: &[Proc]| {
+        ps.iter()
+            .map(|p| format!("127.0.0.1:{}", p.grpc_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let d = tempfile::tempdir().unwrap();
     let gateway = Proc::start(
         &[
@@ -95,9 +121,11 @@ async fn http_get(url: &str) -> String {
     let (host, path) = url.split_once('/').unwrap_or((url, ""));
     let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -148,7 +176,9 @@ async fn writes_and_queries_through_the_gateway_with_standard_clients() {
     let c = start_cluster("cluster");
     // Rust writes (keyless table, auto-created on first write) through the gateway.
     for i in 0..8 {
-        put(&c.gateway.grpc, "events", logs_batch(i * 100, 100), None).await.unwrap();
+        put(&c.gateway.grpc, "events", logs_batch(i * 100, 100), None)
+            .await
+            .unwrap();
     }
     // A sharded table created with SQL through the gateway spreads rows over both ingest nodes.
     let mut sql = sql_client(&c.gateway.grpc).await;
@@ -158,12 +188,25 @@ async fn writes_and_queries_through_the_gateway_with_standard_clients() {
     )
     .await
     .unwrap();
-    let ack = put(&c.gateway.grpc, "keyed", logs_batch(0, 1000), None).await.unwrap();
-    let shards: Vec<u64> = ack["shards"].as_array().unwrap().iter().map(|s| s["shard"].as_u64().unwrap()).collect();
-    assert_eq!(shards.len(), 4, "rows of 17 hosts reach all 4 shards: {ack}");
+    let ack = put(&c.gateway.grpc, "keyed", logs_batch(0, 1000), None)
+        .await
+        .unwrap();
+    let shards: Vec<u64> = ack["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        shards.len(),
+        4,
+        "rows of 17 hosts reach all 4 shards: {ack}"
+    );
     let b = query(&mut sql, "SELECT count(*) FROM keyed").await.unwrap();
     assert_eq!(scalar_i64(&b), 1000);
-    let b = query(&mut sql, "SELECT count(*) FROM events").await.unwrap();
+    let b = query(&mut sql, "SELECT count(*) FROM events")
+        .await
+        .unwrap();
     assert_eq!(scalar_i64(&b), 800);
 
     // pyarrow.flight DoPut + ADBC queries (with a bound parameter) through the gateway.
@@ -176,7 +219,9 @@ async fn writes_and_queries_through_the_gateway_with_standard_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compute_node_dies_under_load_and_no_query_fails() {
     let mut c = start_cluster("failover");
-    put(&c.gateway.grpc, "events", logs_batch(0, 500), None).await.unwrap();
+    put(&c.gateway.grpc, "events", logs_batch(0, 500), None)
+        .await
+        .unwrap();
     let grpc = c.gateway.grpc.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -219,26 +264,54 @@ async fn a_compute_node_dies_under_load_and_no_query_fails() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Restart it on the same address; it rejoins after `rise` good checks.
     let d = tempfile::tempdir().unwrap();
-    c.compute[0] = Proc::start_on(&["compute", "--object-store", &c.url, "--data-dir", d.path().to_str().unwrap()], &[], port, http_port);
+    c.compute[0] = Proc::start_on(
+        &[
+            "compute",
+            "--object-store",
+            &c.url,
+            "--data-dir",
+            d.path().to_str().unwrap(),
+        ],
+        &[],
+        port,
+        http_port,
+    );
     let mut rejoined = false;
     for _ in 0..100 {
         let status = http_get(&format!("{}/v1/status", c.gateway.http)).await;
         let body = status.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(body.trim()) {
-            let all = v["nodes"]["compute"].as_array().cloned().unwrap_or_default();
-            if all.len() == 2 && all.iter().all(|n| n["healthy"] == true && n["breaker"] == "closed") {
+            let all = v["nodes"]["compute"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if all.len() == 2
+                && all
+                    .iter()
+                    .all(|n| n["healthy"] == true && n["breaker"] == "closed")
+            {
                 rejoined = true;
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(rejoined, "the restarted node must rejoin with a closed breaker");
+    assert!(
+        rejoined,
+        "the restarted node must rejoin with a closed breaker"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     let errors = load.await.unwrap();
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "queries failed during the outage: {errors:?}");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "queries failed during the outage: {errors:?}"
+    );
     assert!(ok.load(Ordering::SeqCst) > 20, "the load kept running");
     let metrics = http_get(&format!("{}/metrics", c.gateway.http)).await;
-    assert!(metrics.contains("strata_breaker_transitions_total"), "breaker transitions are exported");
+    assert!(
+        metrics.contains("strata_breaker_transitions_total"),
+        "breaker transitions are exported"
+    );
 }

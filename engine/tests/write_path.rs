@@ -16,7 +16,9 @@ const BATCH: i64 = 400;
 /// Open the test's bucket prefix directly, as a reader would.
 async fn catalog(url: &str) -> strata_storage::Catalog {
     let u = strata_storage::StoreUrl::parse(url).unwrap();
-    let store = strata_storage::open_store(&u, &strata_storage::S3Options::from_env()).await.unwrap();
+    let store = strata_storage::open_store(&u, &strata_storage::S3Options::from_env())
+        .await
+        .unwrap();
     strata_storage::Catalog::new(store)
 }
 
@@ -68,17 +70,29 @@ async fn acknowledged_rows_survive_sigkill_exactly_once() {
     }
     assert_eq!(kills, 10);
     let acked = next.load(Ordering::SeqCst);
-    assert!(acked > 10, "the writer made progress between kills ({acked} batches)");
+    assert!(
+        acked > 10,
+        "the writer made progress between kills ({acked} batches)"
+    );
 
     // Restart and check: every acknowledged row exactly once (the last in-flight batch may
     // have landed without an ack; send it again with its sequence: it must not duplicate).
     let p = Proc::start(&args, &[]);
-    put(&p.grpc, "events", logs_batch(acked as i64 * BATCH, BATCH), Some(("crash-producer", acked))).await.unwrap();
+    put(
+        &p.grpc,
+        "events",
+        logs_batch(acked as i64 * BATCH, BATCH),
+        Some(("crash-producer", acked)),
+    )
+    .await
+    .unwrap();
     let total = (acked as i64 + 1) * BATCH;
     let mut c = sql_client(&p.grpc).await;
     let b = query(&mut c, "SELECT count(*) FROM events").await.unwrap();
     assert_eq!(scalar_i64(&b), total, "count(*)");
-    let b = query(&mut c, "SELECT count(DISTINCT id) FROM events").await.unwrap();
+    let b = query(&mut c, "SELECT count(DISTINCT id) FROM events")
+        .await
+        .unwrap();
     assert_eq!(scalar_i64(&b), total, "distinct ids");
     let b = query(&mut c, "SELECT max(id) FROM events").await.unwrap();
     assert_eq!(scalar_i64(&b), total - 1);
@@ -87,8 +101,13 @@ async fn acknowledged_rows_survive_sigkill_exactly_once() {
     let m = cat.load("events").await.unwrap();
     let mut seen = 0;
     for s in 0..m.table.num_shards {
-        let b = strata_ingest::log::read_log(&cat, "events", s, 0, 10_000_000).await.unwrap();
-        let off = b.column_by_name("_offset").unwrap().as_primitive::<UInt64Type>();
+        let b = strata_ingest::log::read_log(&cat, "events", s, 0, 10_000_000)
+            .await
+            .unwrap();
+        let off = b
+            .column_by_name("_offset")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         for (i, o) in off.iter().enumerate() {
             assert_eq!(o, Some(i as u64), "shard {s}: offsets must be gapless");
         }
@@ -102,19 +121,40 @@ async fn acknowledged_rows_survive_sigkill_exactly_once() {
 async fn acknowledged_rows_are_visible_to_sql_within_a_second() {
     let url = s3_url("fresh");
     let dir = tempfile::tempdir().unwrap();
-    let p = Proc::start(&["serve", "--object-store", &url, "--data-dir", dir.path().to_str().unwrap()], &[]);
+    let p = Proc::start(
+        &[
+            "serve",
+            "--object-store",
+            &url,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
     let mut c = sql_client(&p.grpc).await;
-    put(&p.grpc, "fresh", logs_batch(0, 10), None).await.unwrap();
+    put(&p.grpc, "fresh", logs_batch(0, 10), None)
+        .await
+        .unwrap();
     let mut worst = Duration::ZERO;
     for round in 1..=5i64 {
-        put(&p.grpc, "fresh", logs_batch(round * 1000, 1), None).await.unwrap();
+        put(&p.grpc, "fresh", logs_batch(round * 1000, 1), None)
+            .await
+            .unwrap();
         let acked = Instant::now();
         loop {
-            let b = query(&mut c, &format!("SELECT count(*) FROM fresh WHERE id = {}", round * 1000)).await.unwrap();
+            let b = query(
+                &mut c,
+                &format!("SELECT count(*) FROM fresh WHERE id = {}", round * 1000),
+            )
+            .await
+            .unwrap();
             if scalar_i64(&b) == 1 {
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(1), "row {round} not visible after 1 s");
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "row {round} not visible after 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         worst = worst.max(acked.elapsed());
@@ -139,13 +179,21 @@ async fn a_zombie_writer_is_fenced_on_s3() {
         ..Default::default()
     };
     old.write(w(0)).await.unwrap();
-    let new = strata_ingest::IngestNode::new(catalog(&url).await, cfg, &prometheus::Registry::new()).unwrap();
+    let new =
+        strata_ingest::IngestNode::new(catalog(&url).await, cfg, &prometheus::Registry::new())
+            .unwrap();
     new.recover().await.unwrap();
     let e = old.write(w(10)).await.unwrap_err();
     assert!(e.to_string().contains("newer writer"), "{e}");
     new.write(w(10)).await.unwrap();
     new.flush_all().await.unwrap();
     let cat = catalog(&url).await;
-    let b = strata_ingest::log::read_log(&cat, "z", 0, 0, 1000).await.unwrap();
-    assert_eq!(b.num_rows(), 20, "the refused write stored nothing; the first write survived");
+    let b = strata_ingest::log::read_log(&cat, "z", 0, 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.num_rows(),
+        20,
+        "the refused write stored nothing; the first write survived"
+    );
 }

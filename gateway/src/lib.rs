@@ -61,6 +61,9 @@ pub use backend::{
 };
 pub use flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};
 pub use quota::{QuotaConfig, Quotas, RateLimit};
-pub use remote::{ClusterStatus, RemoteConfig, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend, ShardResolver, TableLayout};
+pub use remote::{
+    ClusterStatus, RemoteConfig, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend,
+    ShardResolver, TableLayout,
+};
 pub use server::{GatewayConfig, GatewayError, GatewayServer, GatewayServerBuilder, ServerConfig};
 pub use status::{RETRY_AFTER_MS, to_status};

@@ -29,17 +29,26 @@ pub struct Decoded {
 /// The schema for a table created from JSON: inferred from the body, with a time column
 /// (`ts`, `time` or `timestamp`, or `time_column`) read as microsecond timestamps.
 pub fn infer_schema(body: &[u8], time_column: Option<&str>) -> Result<SchemaRef> {
-    let (schema, _) = infer_json_schema_from_seekable(Cursor::new(body), Some(1000))
-        .map_err(|e| Error::InvalidInput(format!("cannot infer a schema from the JSON body: {e}")))?;
-    let tc = time_column
-        .map(str::to_string)
-        .or_else(|| ["ts", "time", "timestamp"].iter().find(|c| schema.field_with_name(c).is_ok()).map(|c| c.to_string()));
+    let (schema, _) =
+        infer_json_schema_from_seekable(Cursor::new(body), Some(1000)).map_err(|e| {
+            Error::InvalidInput(format!("cannot infer a schema from the JSON body: {e}"))
+        })?;
+    let tc = time_column.map(str::to_string).or_else(|| {
+        ["ts", "time", "timestamp"]
+            .iter()
+            .find(|c| schema.field_with_name(c).is_ok())
+            .map(|c| c.to_string())
+    });
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
             if Some(f.name()) == tc.as_ref() {
-                Field::new(f.name(), DataType::Timestamp(TimeUnit::Microsecond, None), false)
+                Field::new(
+                    f.name(),
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                    false,
+                )
             } else {
                 f.as_ref().clone().with_nullable(true)
             }
@@ -53,7 +62,10 @@ pub fn infer_schema(body: &[u8], time_column: Option<&str>) -> Result<SchemaRef>
 pub fn decode(body: &[u8], schema: &SchemaRef, keep_going: bool) -> Result<Decoded> {
     // Fast path: the whole body at once.
     if let Ok(batch) = decode_all(body, schema) {
-        return Ok(Decoded { batch, bad: Vec::new() });
+        return Ok(Decoded {
+            batch,
+            bad: Vec::new(),
+        });
     }
     // Slow path: line by line, to name the bad lines.
     let mut good: Vec<RecordBatch> = Vec::new();
@@ -107,7 +119,10 @@ fn decode_all(body: &[u8], schema: &SchemaRef) -> Result<Option<RecordBatch>> {
     let b = arrow::compute::concat_batches(schema, &batches)?;
     for (f, c) in schema.fields().iter().zip(b.columns()) {
         if !f.is_nullable() && c.null_count() > 0 {
-            return Err(Error::InvalidInput(format!("column `{}` must not be null", f.name())));
+            return Err(Error::InvalidInput(format!(
+                "column `{}` must not be null",
+                f.name()
+            )));
         }
     }
     Ok(Some(b))
@@ -116,7 +131,11 @@ fn decode_all(body: &[u8], schema: &SchemaRef) -> Result<Option<RecordBatch>> {
 /// Schema of a table's dead-letter log (`<table>__rejected`).
 pub fn dead_letter_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("line", DataType::UInt64, false),
         Field::new("error", DataType::Utf8, false),
         Field::new("raw", DataType::Utf8, false),
@@ -134,8 +153,12 @@ pub fn dead_letter_batch(bad: &[BadLine]) -> Result<RecordBatch> {
         vec![
             Arc::new(TimestampMicrosecondArray::from(vec![now; bad.len()])),
             Arc::new(UInt64Array::from_iter_values(bad.iter().map(|b| b.line))),
-            Arc::new(StringArray::from_iter_values(bad.iter().map(|b| b.error.as_str()))),
-            Arc::new(StringArray::from_iter_values(bad.iter().map(|b| b.raw.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                bad.iter().map(|b| b.error.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                bad.iter().map(|b| b.raw.as_str()),
+            )),
         ],
     )?)
 }
@@ -148,7 +171,11 @@ mod tests {
     fn reports_bad_lines_or_rejects() {
         let body = b"{\"ts\":\"2024-01-01T00:00:00Z\",\"n\":1}\n{\"ts\":\"2024-01-01T00:00:01Z\",\"n\":\"x\"}\n{\"ts\":\"2024-01-01T00:00:02Z\",\"n\":3}\n";
         let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
             Field::new("n", DataType::Int64, true),
         ]));
         let e = decode(body, &schema, false).unwrap_err().to_string();
@@ -164,8 +191,15 @@ mod tests {
 
     #[test]
     fn infers_time_column() {
-        let s = infer_schema(b"{\"ts\":\"2024-01-01T00:00:00Z\",\"host\":\"a\",\"v\":1.5}\n", None).unwrap();
-        assert_eq!(s.field_with_name("ts").unwrap().data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
+        let s = infer_schema(
+            b"{\"ts\":\"2024-01-01T00:00:00Z\",\"host\":\"a\",\"v\":1.5}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.field_with_name("ts").unwrap().data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
         assert!(s.field_with_name("host").unwrap().is_nullable());
     }
 }

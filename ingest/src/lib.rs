@@ -21,7 +21,7 @@ pub mod shard;
 
 pub use config::IngestConfig;
 pub use error::{Error, Result};
-pub use node::{Durability, IngestNode, ShardOffsets, Write, WriteResult};
 pub use metrics::IngestMetrics;
+pub use node::{Durability, IngestNode, ShardOffsets, Write, WriteResult};
 pub use schema::CreateOptions;
 pub use shard::Budget;

@@ -15,17 +15,30 @@ use crate::schema::{upgrade_stored, with_offset_column};
 
 /// Records of `shard` with offsets in `[from, from + max_rows)`, ordered by offset, as one
 /// batch with the table schema plus a trailing `_offset` column. Empty when caught up.
-pub async fn read_log(catalog: &Catalog, table: &str, shard: u32, from: u64, max_rows: usize) -> Result<RecordBatch> {
+pub async fn read_log(
+    catalog: &Catalog,
+    table: &str,
+    shard: u32,
+    from: u64,
+    max_rows: usize,
+) -> Result<RecordBatch> {
     // A flush may delete WAL entries between our manifest read and our GETs: retry once.
     match read_once(catalog, table, shard, from, max_rows).await {
-        Err(Error::Unavailable(_)) | Err(Error::Storage(strata_storage::Error::ObjectStore(object_store::Error::NotFound { .. }))) => {
-            read_once(catalog, table, shard, from, max_rows).await
-        }
+        Err(Error::Unavailable(_))
+        | Err(Error::Storage(strata_storage::Error::ObjectStore(
+            object_store::Error::NotFound { .. },
+        ))) => read_once(catalog, table, shard, from, max_rows).await,
         r => r,
     }
 }
 
-async fn read_once(catalog: &Catalog, table: &str, shard: u32, from: u64, max_rows: usize) -> Result<RecordBatch> {
+async fn read_once(
+    catalog: &Catalog,
+    table: &str,
+    shard: u32,
+    from: u64,
+    max_rows: usize,
+) -> Result<RecordBatch> {
     let m = catalog.load(table).await?;
     let st = m.shard(shard)?.clone();
     let schema: SchemaRef = with_offset_column(&m.table.schema);
@@ -74,6 +87,9 @@ fn keep_range(b: &RecordBatch, from: u64, end: u64) -> Result<RecordBatch> {
         .column_by_name(OFFSET_COLUMN)
         .ok_or_else(|| Error::InvalidInput("missing offset column".into()))?
         .as_primitive::<UInt64Type>();
-    let mask: BooleanArray = off.iter().map(|o| o.map(|o| o >= from && o < end)).collect();
+    let mask: BooleanArray = off
+        .iter()
+        .map(|o| o.map(|o| o >= from && o < end))
+        .collect();
     Ok(filter_record_batch(b, &mask)?)
 }

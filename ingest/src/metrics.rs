@@ -35,19 +35,37 @@ impl IngestMetrics {
         let m = Self {
             rows: IntCounter::new(ROWS_TOTAL, "Rows acknowledged")?,
             bytes: IntCounter::new(BYTES_TOTAL, "Arrow bytes acknowledged")?,
-            rejected: IntCounterVec::new(Opts::new(REJECTED_TOTAL, "Writes rejected, by reason"), &["reason"])?,
-            buffered_bytes: IntGauge::new(BUFFERED_BYTES, "Bytes buffered in shard writers (pending + memtable)")?,
+            rejected: IntCounterVec::new(
+                Opts::new(REJECTED_TOTAL, "Writes rejected, by reason"),
+                &["reason"],
+            )?,
+            buffered_bytes: IntGauge::new(
+                BUFFERED_BYTES,
+                "Bytes buffered in shard writers (pending + memtable)",
+            )?,
             wal_commit: Histogram::with_opts(
-                HistogramOpts::new(WAL_COMMIT_SECONDS, "Duration of WAL entry PUTs").buckets(buckets.clone()),
+                HistogramOpts::new(WAL_COMMIT_SECONDS, "Duration of WAL entry PUTs")
+                    .buckets(buckets.clone()),
             )?,
             ack: Histogram::with_opts(
-                HistogramOpts::new(ACK_SECONDS, "Time from receiving a write to acknowledging it").buckets(buckets.clone()),
+                HistogramOpts::new(
+                    ACK_SECONDS,
+                    "Time from receiving a write to acknowledging it",
+                )
+                .buckets(buckets.clone()),
             )?,
             flush: Histogram::with_opts(
-                HistogramOpts::new(FLUSH_SECONDS, "Duration of memtable flushes (encode, upload, commit)").buckets(buckets),
+                HistogramOpts::new(
+                    FLUSH_SECONDS,
+                    "Duration of memtable flushes (encode, upload, commit)",
+                )
+                .buckets(buckets),
             )?,
             flushes: IntCounter::new(FLUSHES_TOTAL, "Segments flushed")?,
-            duplicates: IntCounter::new(DUPLICATES_TOTAL, "Writes skipped as idempotent-producer duplicates")?,
+            duplicates: IntCounter::new(
+                DUPLICATES_TOTAL,
+                "Writes skipped as idempotent-producer duplicates",
+            )?,
         };
         registry.register(Box::new(m.rows.clone()))?;
         registry.register(Box::new(m.bytes.clone()))?;

@@ -70,15 +70,25 @@ pub struct IngestNode {
 
 impl IngestNode {
     /// A node with its own metrics (registered in `registry`) and memory budget.
-    pub fn new(catalog: Catalog, cfg: IngestConfig, registry: &prometheus::Registry) -> Result<Self> {
-        let metrics = IngestMetrics::new(registry).map_err(|e| Error::InvalidInput(format!("metrics: {e}")))?;
+    pub fn new(
+        catalog: Catalog,
+        cfg: IngestConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self> {
+        let metrics = IngestMetrics::new(registry)
+            .map_err(|e| Error::InvalidInput(format!("metrics: {e}")))?;
         let budget = Arc::new(Budget::new(cfg.max_node_bytes));
         Ok(Self::with_shared(catalog, Arc::new(cfg), metrics, budget))
     }
 
     /// A node sharing metrics and the memory budget with others in the process (one per
     /// tenant: each tenant has its own catalog, the process one memory limit).
-    pub fn with_shared(catalog: Catalog, cfg: Arc<IngestConfig>, metrics: IngestMetrics, budget: Arc<Budget>) -> Self {
+    pub fn with_shared(
+        catalog: Catalog,
+        cfg: Arc<IngestConfig>,
+        metrics: IngestMetrics,
+        budget: Arc<Budget>,
+    ) -> Self {
         Self {
             catalog,
             budget,
@@ -135,14 +145,22 @@ impl IngestNode {
                 if !self.cfg.auto_create {
                     return Err(Error::TableNotFound(w.table.clone()));
                 }
-                let first = w
-                    .batches
-                    .first()
-                    .ok_or_else(|| Error::InvalidInput("a write needs at least one batch".into()))?;
-                let def = infer_table_def(&w.table, &first.schema(), &w.create, self.cfg.default_shards)?;
+                let first = w.batches.first().ok_or_else(|| {
+                    Error::InvalidInput("a write needs at least one batch".into())
+                })?;
+                let def = infer_table_def(
+                    &w.table,
+                    &first.schema(),
+                    &w.create,
+                    self.cfg.default_shards,
+                )?;
                 let (m, created) = self.catalog.create_table(def).await?;
                 if created {
-                    tracing::info!(table = m.table.name, shards = m.table.num_shards, "table created on first write");
+                    tracing::info!(
+                        table = m.table.name,
+                        shards = m.table.num_shards,
+                        "table created on first write"
+                    );
                 }
                 Ok(m)
             }
@@ -179,7 +197,8 @@ impl IngestNode {
     }
 
     async fn write_inner(&self, mut w: Write) -> Result<WriteResult> {
-        w.table = strata_storage::manifest::validate_table_name(&w.table).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        w.table = strata_storage::manifest::validate_table_name(&w.table)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         w.batches.retain(|b| b.num_rows() > 0);
         if w.batches.is_empty() {
             return Ok(WriteResult::default());
@@ -196,7 +215,10 @@ impl IngestNode {
         let mut added = Vec::new();
         for b in &w.batches {
             for f in new_columns(&m.table, &b.schema())? {
-                if !added.iter().any(|a: &arrow::datatypes::Field| a.name() == f.name()) {
+                if !added
+                    .iter()
+                    .any(|a: &arrow::datatypes::Field| a.name() == f.name())
+                {
                     added.push(f);
                 }
             }
@@ -211,15 +233,23 @@ impl IngestNode {
                         match m.table.schema.field_with_name(f.name()) {
                             Ok(existing) if existing.data_type() != f.data_type() => {
                                 return Err(strata_storage::Error::InvalidInput(
-                                    crate::schema::type_conflict(&m.table.name, f.name(), existing.data_type(), f.data_type())
-                                        .to_string(),
+                                    crate::schema::type_conflict(
+                                        &m.table.name,
+                                        f.name(),
+                                        existing.data_type(),
+                                        f.data_type(),
+                                    )
+                                    .to_string(),
                                 ));
                             }
                             Ok(_) => {}
                             Err(_) => fields.push(Arc::new(f.clone())),
                         }
                     }
-                    m.table.schema = arrow::datatypes::Schema::new_with_metadata(fields, m.table.schema.metadata().clone());
+                    m.table.schema = arrow::datatypes::Schema::new_with_metadata(
+                        fields,
+                        m.table.schema.metadata().clone(),
+                    );
                     Ok(())
                 })
                 .await
@@ -230,7 +260,11 @@ impl IngestNode {
             tracing::info!(table = w.table, columns = ?names, "schema evolved");
         }
         let def = &m.table;
-        let conformed = w.batches.iter().map(|b| conform(def, b)).collect::<Result<Vec<_>>>()?;
+        let conformed = w
+            .batches
+            .iter()
+            .map(|b| conform(def, b))
+            .collect::<Result<Vec<_>>>()?;
 
         // Route rows to shards.
         let ring = HashRing::for_shards(def.num_shards);
@@ -267,7 +301,10 @@ impl IngestNode {
         let mut parts = Vec::with_capacity(per_shard.len());
         for (s, batches) in per_shard {
             let batch = if batches.len() == 1 {
-                batches.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&schema)))
+                batches
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&schema)))
             } else {
                 concat_batches(&schema, &batches)?
             };
@@ -323,7 +360,12 @@ impl IngestNode {
                 duplicate: false,
             });
         }
-        let results = join_all(waits.into_iter().map(|(s, rx)| async move { (s, rx.await) })).await;
+        let results = join_all(
+            waits
+                .into_iter()
+                .map(|(s, rx)| async move { (s, rx.await) }),
+        )
+        .await;
         let mut out = WriteResult {
             rows,
             shards: Vec::new(),
@@ -403,7 +445,9 @@ impl IngestNode {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{:x}-{:x}-{:x}", std::process::id(), nanos, rand_u64())
 }
 

@@ -28,7 +28,12 @@ pub struct CreateOptions {
 }
 
 /// Define a new table from the schema of its first batch.
-pub fn infer_table_def(name: &str, schema: &Schema, opts: &CreateOptions, default_shards: u32) -> Result<TableDef> {
+pub fn infer_table_def(
+    name: &str,
+    schema: &Schema,
+    opts: &CreateOptions,
+    default_shards: u32,
+) -> Result<TableDef> {
     let time_column = match &opts.time_column {
         Some(tc) => Some(tc.clone()),
         None => ["ts", "time", "timestamp"]
@@ -59,7 +64,8 @@ pub fn infer_table_def(name: &str, schema: &Schema, opts: &CreateOptions, defaul
         bloom_columns: opts.bloom_columns.clone(),
         created_at_ms: 0,
     };
-    def.validated().map_err(|e| Error::InvalidInput(e.to_string()))
+    def.validated()
+        .map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
 /// The type a column is stored as: dictionaries and string/binary views become plain.
@@ -99,12 +105,19 @@ pub fn new_columns(def: &TableDef, batch: &Schema) -> Result<Vec<Field>> {
     let mut added = Vec::new();
     for f in batch.fields() {
         if f.name() == OFFSET_COLUMN {
-            return Err(Error::InvalidInput(format!("column name `{OFFSET_COLUMN}` is reserved")));
+            return Err(Error::InvalidInput(format!(
+                "column name `{OFFSET_COLUMN}` is reserved"
+            )));
         }
         match def.schema.field_with_name(f.name()) {
             Ok(t) => {
                 if !compatible(f.data_type(), t.data_type()) {
-                    return Err(type_conflict(&def.name, f.name(), t.data_type(), f.data_type()));
+                    return Err(type_conflict(
+                        &def.name,
+                        f.name(),
+                        t.data_type(),
+                        f.data_type(),
+                    ));
                 }
             }
             Err(_) => added.push(Field::new(f.name(), storage_type(f.data_type()), true)),
@@ -113,7 +126,12 @@ pub fn new_columns(def: &TableDef, batch: &Schema) -> Result<Vec<Field>> {
     Ok(added)
 }
 
-pub(crate) fn type_conflict(table: &str, col: &str, table_type: &DataType, batch_type: &DataType) -> Error {
+pub(crate) fn type_conflict(
+    table: &str,
+    col: &str,
+    table_type: &DataType,
+    batch_type: &DataType,
+) -> Error {
     Error::InvalidInput(format!(
         "column `{col}` of table `{table}` is {table_type}, but the batch has {batch_type}; \
          write it as {table_type} or use a new column name"
@@ -134,19 +152,26 @@ pub fn conform(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
         match batch.column_by_name(f.name()) {
             Some(c) => {
                 if !compatible(c.data_type(), f.data_type()) {
-                    return Err(type_conflict(&def.name, f.name(), f.data_type(), c.data_type()));
+                    return Err(type_conflict(
+                        &def.name,
+                        f.name(),
+                        f.data_type(),
+                        c.data_type(),
+                    ));
                 }
                 let c = if c.data_type() == f.data_type() {
                     Arc::clone(c)
                 } else {
-                    arrow::compute::cast_with_options(c, f.data_type(), &cast_opts).map_err(|e| {
-                        Error::InvalidInput(format!(
-                            "column `{}`: cannot convert {} to {}: {e}",
-                            f.name(),
-                            c.data_type(),
-                            f.data_type()
-                        ))
-                    })?
+                    arrow::compute::cast_with_options(c, f.data_type(), &cast_opts).map_err(
+                        |e| {
+                            Error::InvalidInput(format!(
+                                "column `{}`: cannot convert {} to {}: {e}",
+                                f.name(),
+                                c.data_type(),
+                                f.data_type()
+                            ))
+                        },
+                    )?
                 };
                 if !f.is_nullable() && c.null_count() > 0 {
                     return Err(Error::InvalidInput(format!(
@@ -164,7 +189,11 @@ pub fn conform(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
                     "the batch lacks column `{}`, which table `{}` requires{}",
                     f.name(),
                     def.name,
-                    if def.time_column.as_deref() == Some(f.name()) { " (it is the time column)" } else { "" }
+                    if def.time_column.as_deref() == Some(f.name()) {
+                        " (it is the time column)"
+                    } else {
+                        ""
+                    }
                 )));
             }
         }
@@ -231,39 +260,74 @@ mod tests {
 
     #[test]
     fn infers_time_column_and_conforms() {
-        let b = batch(vec![("ts", ts(vec![Some(1), Some(2)])), ("n", Arc::new(Int32Array::from(vec![1, 2])))]);
+        let b = batch(vec![
+            ("ts", ts(vec![Some(1), Some(2)])),
+            ("n", Arc::new(Int32Array::from(vec![1, 2]))),
+        ]);
         let def = infer_table_def("t", &b.schema(), &CreateOptions::default(), 4).unwrap();
         assert_eq!(def.time_column.as_deref(), Some("ts"));
         assert!(!def.schema.field_with_name("ts").unwrap().is_nullable());
         // A later batch with the columns reversed and an Int64-compatible widening.
-        let b2 = batch(vec![("n", Arc::new(Int32Array::from(vec![3]))), ("ts", ts(vec![Some(3)]))]);
+        let b2 = batch(vec![
+            ("n", Arc::new(Int32Array::from(vec![3]))),
+            ("ts", ts(vec![Some(3)])),
+        ]);
         let c = conform(&def, &b2).unwrap();
         assert_eq!(c.schema().field(0).name(), "ts");
     }
 
     #[test]
     fn rejects_null_times_missing_time_and_type_conflicts() {
-        let b = batch(vec![("ts", ts(vec![Some(1)])), ("n", Arc::new(Int32Array::from(vec![1])))]);
+        let b = batch(vec![
+            ("ts", ts(vec![Some(1)])),
+            ("n", Arc::new(Int32Array::from(vec![1]))),
+        ]);
         let def = infer_table_def("t", &b.schema(), &CreateOptions::default(), 4).unwrap();
-        let e = conform(&def, &batch(vec![("ts", ts(vec![None])), ("n", Arc::new(Int32Array::from(vec![1])))]))
-            .unwrap_err()
-            .to_string();
+        let e = conform(
+            &def,
+            &batch(vec![
+                ("ts", ts(vec![None])),
+                ("n", Arc::new(Int32Array::from(vec![1]))),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`ts`") && e.contains("must not be null"), "{e}");
-        let e = conform(&def, &batch(vec![("n", Arc::new(Int32Array::from(vec![1])))])).unwrap_err().to_string();
-        assert!(e.contains("lacks column `ts`") && e.contains("time column"), "{e}");
-        let bad = batch(vec![("ts", ts(vec![Some(1)])), ("n", Arc::new(StringArray::from(vec!["x"])))]);
+        let e = conform(
+            &def,
+            &batch(vec![("n", Arc::new(Int32Array::from(vec![1])))]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("lacks column `ts`") && e.contains("time column"),
+            "{e}"
+        );
+        let bad = batch(vec![
+            ("ts", ts(vec![Some(1)])),
+            ("n", Arc::new(StringArray::from(vec!["x"]))),
+        ]);
         let e = new_columns(&def, &bad.schema()).unwrap_err().to_string();
-        assert!(e.contains("column `n`") && e.contains("Int32") && e.contains("Utf8"), "{e}");
+        assert!(
+            e.contains("column `n`") && e.contains("Int32") && e.contains("Utf8"),
+            "{e}"
+        );
     }
 
     #[test]
     fn new_columns_are_nullable_additions() {
         let b = batch(vec![("ts", ts(vec![Some(1)]))]);
         let def = infer_table_def("t", &b.schema(), &CreateOptions::default(), 1).unwrap();
-        let b2 = batch(vec![("ts", ts(vec![Some(2)])), ("extra", Arc::new(StringArray::from(vec!["x"])))]);
+        let b2 = batch(vec![
+            ("ts", ts(vec![Some(2)])),
+            ("extra", Arc::new(StringArray::from(vec!["x"]))),
+        ]);
         let added = new_columns(&def, &b2.schema()).unwrap();
         assert_eq!(added, vec![Field::new("extra", DataType::Utf8, true)]);
         let t = DataType::Timestamp(TimeUnit::Microsecond, None);
-        assert!(compatible(&DataType::Timestamp(TimeUnit::Nanosecond, None), &t));
+        assert!(compatible(
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+            &t
+        ));
     }
 }

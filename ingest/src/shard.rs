@@ -81,7 +81,9 @@ impl Budget {
     pub fn release(&self, n: usize) {
         let _ = self
             .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
     }
 
     pub fn used(&self) -> usize {
@@ -215,7 +217,14 @@ pub(crate) async fn open(env: ShardEnv, table: &str, shard: u32) -> Result<Shard
     };
     s.replay().await?;
     s.write_fence().await?;
-    tracing::info!(table, shard, epoch, next_offset = s.next_offset, next_seq = s.next_seq, "shard writer open");
+    tracing::info!(
+        table,
+        shard,
+        epoch,
+        next_offset = s.next_offset,
+        next_seq = s.next_seq,
+        "shard writer open"
+    );
     let (tx, rx) = mpsc::channel(1024);
     let task = tokio::spawn(s.run(rx));
     Ok(ShardHandle { tx, stats, task })
@@ -228,7 +237,13 @@ impl Shard {
 
     /// Replay WAL entries after the last flush; flush whenever the memtable fills up.
     async fn replay(&mut self) -> Result<()> {
-        let entries = wal::list(self.store().as_ref(), &self.table, self.shard, self.next_seq).await?;
+        let entries = wal::list(
+            self.store().as_ref(),
+            &self.table,
+            self.shard,
+            self.next_seq,
+        )
+        .await?;
         for (seq, meta) in entries {
             let bytes = self.store().get(&meta.location).await?.bytes().await?;
             let entry = wal::decode(&bytes)?;
@@ -258,7 +273,11 @@ impl Shard {
         }
         if h.first_offset != self.next_offset && h.rows > 0 {
             tracing::warn!(
-                table = self.table, shard = self.shard, seq, expected = self.next_offset, found = h.first_offset,
+                table = self.table,
+                shard = self.shard,
+                seq,
+                expected = self.next_offset,
+                found = h.first_offset,
                 "WAL entry does not continue the offsets"
             );
         }
@@ -292,7 +311,9 @@ impl Shard {
         let _ = self
             .stats
             .buffered
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
         self.env.metrics.buffered_bytes.sub(n as i64);
         self.env.budget.release(n);
     }
@@ -331,7 +352,9 @@ impl Shard {
             }
             // Gather the group until its deadline or size cap.
             if let Some(first) = group.first() {
-                let deadline = tokio::time::Instant::from_std(first.arrived + self.env.cfg.group_commit_interval);
+                let deadline = tokio::time::Instant::from_std(
+                    first.arrived + self.env.cfg.group_commit_interval,
+                );
                 let mut bytes: usize = group.iter().map(|p| p.bytes).sum();
                 while bytes < self.env.cfg.group_commit_max_bytes && control.is_empty() {
                     tokio::select! {
@@ -372,7 +395,12 @@ impl Shard {
         }
     }
 
-    fn take(&mut self, cmd: Command, group: &mut Vec<Pending>, control: &mut Vec<oneshot::Sender<Result<()>>>) {
+    fn take(
+        &mut self,
+        cmd: Command,
+        group: &mut Vec<Pending>,
+        control: &mut Vec<oneshot::Sender<Result<()>>>,
+    ) {
         match cmd {
             Command::Append {
                 batch,
@@ -446,7 +474,10 @@ impl Shard {
                     let n = p.batch.num_rows() as u64;
                     self.env.metrics.rows.inc_by(n);
                     self.env.metrics.bytes.inc_by(p.bytes as u64);
-                    self.env.metrics.ack.observe(now.duration_since(p.arrived).as_secs_f64());
+                    self.env
+                        .metrics
+                        .ack
+                        .observe(now.duration_since(p.arrived).as_secs_f64());
                     if let Some(r) = p.reply {
                         let _ = r.send(Ok(AppendAck {
                             first_offset: off,
@@ -476,7 +507,10 @@ impl Shard {
     /// older writers found in the way are adopted, then the group is retried after them.
     async fn commit_entry(&mut self, group: &mut [Pending]) -> Result<u64> {
         // Schemas only grow (new nullable columns); store the group at the widest one.
-        if let Some(widest) = group.iter().map(|p| p.batch.schema()).max_by_key(|s| s.fields().len())
+        if let Some(widest) = group
+            .iter()
+            .map(|p| p.batch.schema())
+            .max_by_key(|s| s.fields().len())
             && widest.fields().len() + 1 > self.stored_schema.fields().len()
         {
             self.stored_schema = with_offset_column(&widest);
@@ -512,14 +546,26 @@ impl Shard {
             let started = Instant::now();
             let put = self
                 .store()
-                .put_opts(&path, PutPayload::from(body), PutOptions::from(PutMode::Create))
+                .put_opts(
+                    &path,
+                    PutPayload::from(body),
+                    PutOptions::from(PutMode::Create),
+                )
                 .await;
-            self.env.metrics.wal_commit.observe(started.elapsed().as_secs_f64());
+            self.env
+                .metrics
+                .wal_commit
+                .observe(started.elapsed().as_secs_f64());
             let landed = match put {
                 Ok(_) => true,
                 Err(e) => match self.read_entry(&path).await {
                     // Our own entry: the PUT landed but its response was lost.
-                    Some(existing) if existing.header.writer == self.env.writer_id && existing.header.seq == header.seq => true,
+                    Some(existing)
+                        if existing.header.writer == self.env.writer_id
+                            && existing.header.seq == header.seq =>
+                    {
+                        true
+                    }
                     Some(existing) if existing.header.epoch > self.epoch => {
                         let err = self.fence_error(existing.header.epoch);
                         self.fenced = Some(err.to_string());
@@ -578,7 +624,9 @@ impl Shard {
             return false;
         }
         self.memtable_bytes >= self.env.cfg.flush_bytes
-            || self.oldest.is_some_and(|t| t.elapsed() >= self.env.cfg.flush_age)
+            || self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.env.cfg.flush_age)
     }
 
     fn freeze(&mut self) -> (Vec<MemEntry>, FlushJob) {
@@ -623,7 +671,10 @@ impl Shard {
 
     fn flush_finished(
         &mut self,
-        done: std::result::Result<std::result::Result<FlushDone, FlushFailed>, tokio::task::JoinError>,
+        done: std::result::Result<
+            std::result::Result<FlushDone, FlushFailed>,
+            tokio::task::JoinError,
+        >,
     ) {
         match done {
             Ok(Ok(d)) => {
@@ -647,7 +698,9 @@ impl Shard {
                 self.oldest.get_or_insert_with(Instant::now);
                 self.flush_retry_at = Some(Instant::now() + Duration::from_secs(1));
             }
-            Err(e) => tracing::error!(table = self.table, shard = self.shard, error = %e, "flush task panicked"),
+            Err(e) => {
+                tracing::error!(table = self.table, shard = self.shard, error = %e, "flush task panicked")
+            }
         }
     }
 }
@@ -712,7 +765,11 @@ impl FlushJob {
             let path = paths::new_segment(&self.table, self.shard, enc.min_ts);
             let size = enc.bytes.len() as u64;
             store
-                .put_opts(&path, PutPayload::from(Bytes::clone(&enc.bytes)), PutOptions::from(PutMode::Create))
+                .put_opts(
+                    &path,
+                    PutPayload::from(Bytes::clone(&enc.bytes)),
+                    PutOptions::from(PutMode::Create),
+                )
                 .await?;
             Some(SegmentMeta {
                 path: path.to_string(),
@@ -753,7 +810,10 @@ impl FlushJob {
         }
         // Truncate the WAL only now that the commit holds everything it had.
         for seq in self.from_seq..self.upto_seq {
-            match store.delete(&paths::wal_entry(&self.table, self.shard, seq)).await {
+            match store
+                .delete(&paths::wal_entry(&self.table, self.shard, seq))
+                .await
+            {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => tracing::debug!(seq, error = %e, "WAL entry not deleted; GC will"),
             }

@@ -12,12 +12,17 @@ use strata_ingest::{CreateOptions, Durability, Error, IngestConfig, IngestNode, 
 use strata_storage::{Catalog, OFFSET_COLUMN};
 
 fn batch(start: i64, n: i64) -> RecordBatch {
-    let ts: Vec<i64> = (start..start + n).map(|i| 1_700_000_000_000_000 + i * 1000).collect();
+    let ts: Vec<i64> = (start..start + n)
+        .map(|i| 1_700_000_000_000_000 + i * 1000)
+        .collect();
     let host: Vec<String> = (start..start + n).map(|i| format!("h{}", i % 13)).collect();
     RecordBatch::try_from_iter(vec![
         ("ts", Arc::new(TimestampMicrosecondArray::from(ts)) as _),
         ("host", Arc::new(StringArray::from(host)) as _),
-        ("v", Arc::new(Int64Array::from_iter_values(start..start + n)) as _),
+        (
+            "v",
+            Arc::new(Int64Array::from_iter_values(start..start + n)) as _,
+        ),
     ])
     .unwrap()
 }
@@ -52,11 +57,24 @@ async fn all_values(catalog: &Catalog, table: &str) -> Vec<i64> {
     let mut vals = Vec::new();
     for s in 0..m.table.num_shards {
         let b = read_log(catalog, table, s, 0, 1_000_000).await.unwrap();
-        let off = b.column_by_name(OFFSET_COLUMN).unwrap().as_primitive::<UInt64Type>();
+        let off = b
+            .column_by_name(OFFSET_COLUMN)
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         for (i, o) in off.iter().enumerate() {
-            assert_eq!(o, Some(i as u64), "shard {s}: offsets must be gapless from 0");
+            assert_eq!(
+                o,
+                Some(i as u64),
+                "shard {s}: offsets must be gapless from 0"
+            );
         }
-        vals.extend(b.column_by_name("v").unwrap().as_primitive::<Int64Type>().iter().flatten());
+        vals.extend(
+            b.column_by_name("v")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .iter()
+                .flatten(),
+        );
     }
     vals.sort_unstable();
     vals
@@ -77,12 +95,26 @@ async fn acked_rows_are_readable_by_offset_before_and_after_flush() {
     assert_eq!(all_values(&c, "logs").await, (0..1000).collect::<Vec<_>>());
     n.flush_all().await.unwrap();
     let m = c.load("logs").await.unwrap();
-    assert_eq!(m.total_rows(), acked, "every acked row is in a segment after flush");
-    assert_eq!(all_values(&c, "logs").await, (0..1000).collect::<Vec<_>>(), "no duplicates after flush");
+    assert_eq!(
+        m.total_rows(),
+        acked,
+        "every acked row is in a segment after flush"
+    );
+    assert_eq!(
+        all_values(&c, "logs").await,
+        (0..1000).collect::<Vec<_>>(),
+        "no duplicates after flush"
+    );
     // The WAL was truncated after the commit.
     for s in 0..m.table.num_shards {
-        let wal = strata_storage::wal::list(store.as_ref(), "logs", s, 0).await.unwrap();
-        assert!(wal.iter().all(|(seq, _)| *seq >= m.shards[&s].flushed_wal_seq), "shard {s}: {wal:?}");
+        let wal = strata_storage::wal::list(store.as_ref(), "logs", s, 0)
+            .await
+            .unwrap();
+        assert!(
+            wal.iter()
+                .all(|(seq, _)| *seq >= m.shards[&s].flushed_wal_seq),
+            "shard {s}: {wal:?}"
+        );
     }
 }
 
@@ -149,14 +181,24 @@ async fn bad_batches_store_nothing_and_schema_evolves() {
     n.write(write("logs", batch(0, 10))).await.unwrap();
     // Type conflict names the column and both types.
     let bad = RecordBatch::try_from_iter(vec![
-        ("ts", Arc::new(TimestampMicrosecondArray::from(vec![1])) as _),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![1])) as _,
+        ),
         ("v", Arc::new(StringArray::from(vec!["x"])) as _),
     ])
     .unwrap();
     let e = n.write(write("logs", bad)).await.unwrap_err().to_string();
-    assert!(e.contains("`v`") && e.contains("Int64") && e.contains("Utf8"), "{e}");
+    assert!(
+        e.contains("`v`") && e.contains("Int64") && e.contains("Utf8"),
+        "{e}"
+    );
     // Null times.
-    let nulls = RecordBatch::try_from_iter(vec![("ts", Arc::new(TimestampMicrosecondArray::from(vec![None, Some(1)])) as _)]).unwrap();
+    let nulls = RecordBatch::try_from_iter(vec![(
+        "ts",
+        Arc::new(TimestampMicrosecondArray::from(vec![None, Some(1)])) as _,
+    )])
+    .unwrap();
     let e = n.write(write("logs", nulls)).await.unwrap_err().to_string();
     assert!(e.contains("must not be null"), "{e}");
     // Oversized.
@@ -169,11 +211,18 @@ async fn bad_batches_store_nothing_and_schema_evolves() {
         &prometheus::Registry::new(),
     )
     .unwrap();
-    let e = small.write(write("logs", batch(0, 1000))).await.unwrap_err().to_string();
+    let e = small
+        .write(write("logs", batch(0, 1000)))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("over the limit"), "{e}");
     // A new column is added as nullable.
     let wider = RecordBatch::try_from_iter(vec![
-        ("ts", Arc::new(TimestampMicrosecondArray::from(vec![5])) as _),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![5])) as _,
+        ),
         ("v", Arc::new(Int64Array::from(vec![10])) as _),
         ("extra", Arc::new(StringArray::from(vec!["new"])) as _),
     ])
@@ -181,7 +230,13 @@ async fn bad_batches_store_nothing_and_schema_evolves() {
     n.write(write("logs", wider)).await.unwrap();
     let c = Catalog::new(Arc::clone(&store));
     let m = c.load("logs").await.unwrap();
-    assert!(m.table.schema.field_with_name("extra").unwrap().is_nullable());
+    assert!(
+        m.table
+            .schema
+            .field_with_name("extra")
+            .unwrap()
+            .is_nullable()
+    );
     n.flush_all().await.unwrap();
     assert_eq!(all_values(&c, "logs").await, (0..11).collect::<Vec<_>>());
 }
@@ -209,7 +264,13 @@ async fn backpressure_refuses_writes_over_the_node_budget() {
     }
     let e = refused.expect("the budget must run out");
     assert!(matches!(e, Error::Backpressure(_)), "{e}");
-    assert!(n.metrics().rejected.with_label_values(&["backpressure"]).get() >= 1);
+    assert!(
+        n.metrics()
+            .rejected
+            .with_label_values(&["backpressure"])
+            .get()
+            >= 1
+    );
     // After a flush the memory is released and writes are accepted again.
     n.flush_all().await.unwrap();
     assert_eq!(n.buffered().0, 0);

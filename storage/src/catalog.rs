@@ -75,7 +75,10 @@ impl Catalog {
 
     /// Names of all tables, sorted.
     pub async fn list_tables(&self) -> Result<Vec<String>> {
-        let listing = self.store.list_with_delimiter(Some(&paths::tables_root())).await?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&paths::tables_root()))
+            .await?;
         let mut names: Vec<String> = listing
             .common_prefixes
             .iter()
@@ -222,9 +225,16 @@ impl Catalog {
         let path = paths::manifest_version(&m.table.name, m.version);
         let body = m.encode()?;
         let opts = PutOptions::from(PutMode::Create);
-        match self.store.put_opts(&path, PutPayload::from(body), opts).await {
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(body), opts)
+            .await
+        {
             Ok(_) => Ok(PutOutcome::Won),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
                 // Either another committer won, or our own earlier attempt landed but its
                 // response was lost and a retry layer tried again: read it back to know.
                 match self.load_version(&m.table.name, m.version).await {
@@ -247,7 +257,9 @@ impl Catalog {
     async fn newest_version_after(&self, table: &str, after: Option<u64>) -> Result<Option<u64>> {
         let dir = paths::manifest_dir(table);
         let stream = match after {
-            Some(v) => self.store.list_with_offset(Some(&dir), &paths::manifest_version(table, v)),
+            Some(v) => self
+                .store
+                .list_with_offset(Some(&dir), &paths::manifest_version(table, v)),
             None => self.store.list(Some(&dir)),
         };
         let newest = stream
@@ -262,14 +274,22 @@ impl Catalog {
     }
 
     async fn read_hint(&self, table: &str) -> Option<u64> {
-        let r = self.store.get(&paths::manifest_latest_hint(table)).await.ok()?;
+        let r = self
+            .store
+            .get(&paths::manifest_latest_hint(table))
+            .await
+            .ok()?;
         let bytes = r.bytes().await.ok()?;
         std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
     }
 
     async fn write_hint(&self, table: &str, version: u64) {
         let path: Path = paths::manifest_latest_hint(table);
-        if let Err(e) = self.store.put(&path, PutPayload::from(version.to_string())).await {
+        if let Err(e) = self
+            .store
+            .put(&path, PutPayload::from(version.to_string()))
+            .await
+        {
             tracing::debug!(table, version, error = %e, "could not update the manifest hint");
         }
     }
@@ -277,7 +297,9 @@ impl Catalog {
     fn remember(&self, m: TableManifest) -> Arc<TableManifest> {
         let m = Arc::new(m);
         if let Ok(mut latest) = self.latest.lock() {
-            let entry = latest.entry(m.table.name.clone()).or_insert_with(|| Arc::clone(&m));
+            let entry = latest
+                .entry(m.table.name.clone())
+                .or_insert_with(|| Arc::clone(&m));
             if entry.version < m.version {
                 *entry = Arc::clone(&m);
             }

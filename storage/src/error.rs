@@ -54,7 +54,9 @@ pub enum Error {
     },
 
     /// A manifest commit kept losing races and gave up.
-    #[error("commit to table `{table}` failed after {attempts} attempts over {elapsed:?}: too much contention")]
+    #[error(
+        "commit to table `{table}` failed after {attempts} attempts over {elapsed:?}: too much contention"
+    )]
     CommitConflict {
         table: String,
         attempts: u32,

@@ -64,17 +64,23 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
         let m = catalog.load_version(table, *v).await?;
         referenced.extend(m.segments.iter().map(|s| s.path.clone()));
         if i == 0 {
-            wal_floor = m.shards.iter().map(|(s, st)| (*s, st.flushed_wal_seq)).collect();
+            wal_floor = m
+                .shards
+                .iter()
+                .map(|(s, st)| (*s, st.flushed_wal_seq))
+                .collect();
         }
     }
     let now = chrono::Utc::now();
-    let old_enough = |meta: &ObjectMeta| {
-        (now - meta.last_modified).to_std().unwrap_or_default() >= opts.min_age
-    };
+    let old_enough =
+        |meta: &ObjectMeta| (now - meta.last_modified).to_std().unwrap_or_default() >= opts.min_age;
 
     let mut report = GcReport::default();
     let mut doomed: Vec<ObjectMeta> = Vec::new();
-    let segs: Vec<ObjectMeta> = store.list(Some(&paths::segment_dir(table))).try_collect().await?;
+    let segs: Vec<ObjectMeta> = store
+        .list(Some(&paths::segment_dir(table)))
+        .try_collect()
+        .await?;
     for meta in segs {
         if referenced.contains(meta.location.as_ref()) {
             continue;
@@ -87,7 +93,10 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
         }
     }
     for (shard, floor) in wal_floor {
-        let wal: Vec<ObjectMeta> = store.list(Some(&paths::wal_dir(table, shard))).try_collect().await?;
+        let wal: Vec<ObjectMeta> = store
+            .list(Some(&paths::wal_dir(table, shard)))
+            .try_collect()
+            .await?;
         for meta in wal {
             if paths::parse_wal_seq(&meta.location).is_some_and(|seq| seq < floor) {
                 report.flushed_wal.push(meta.location.clone());

@@ -28,5 +28,7 @@ pub mod wal;
 
 pub use catalog::{Catalog, CommitPolicy};
 pub use error::{Error, Result};
-pub use manifest::{ColumnStats, DeleteRule, OFFSET_COLUMN, SegmentMeta, ShardState, TableDef, TableManifest};
+pub use manifest::{
+    ColumnStats, DeleteRule, OFFSET_COLUMN, SegmentMeta, ShardState, TableDef, TableManifest,
+};
 pub use store::{S3Options, StoreKind, StoreUrl, open_store, verify_conditional_writes};

@@ -51,7 +51,10 @@ impl TableDef {
             )));
         }
         if self.schema.fields().is_empty() {
-            return Err(Error::InvalidInput(format!("table `{}` has no columns", self.name)));
+            return Err(Error::InvalidInput(format!(
+                "table `{}` has no columns",
+                self.name
+            )));
         }
         if self.schema.field_with_name(OFFSET_COLUMN).is_ok() {
             return Err(Error::InvalidInput(format!(
@@ -60,7 +63,10 @@ impl TableDef {
         }
         if let Some(tc) = &self.time_column {
             let f = self.schema.field_with_name(tc).map_err(|_| {
-                Error::InvalidInput(format!("time column `{tc}` is not a column of table `{}`", self.name))
+                Error::InvalidInput(format!(
+                    "time column `{tc}` is not a column of table `{}`",
+                    self.name
+                ))
             })?;
             if !matches!(f.data_type(), DataType::Timestamp(_, _)) {
                 return Err(Error::InvalidInput(format!(
@@ -179,7 +185,9 @@ pub struct TableManifest {
 
 impl TableManifest {
     pub fn new(table: TableDef) -> Self {
-        let shards = (0..table.num_shards).map(|s| (s, ShardState::default())).collect();
+        let shards = (0..table.num_shards)
+            .map(|s| (s, ShardState::default()))
+            .collect();
         Self {
             format: MANIFEST_FORMAT,
             version: 0,
@@ -205,9 +213,9 @@ impl TableManifest {
     pub fn shard_mut(&mut self, shard: u32) -> Result<&mut ShardState> {
         let name = self.table.name.clone();
         let n = self.table.num_shards;
-        self.shards
-            .get_mut(&shard)
-            .ok_or_else(|| Error::InvalidInput(format!("table `{name}` has no shard {shard} (it has {n})")))
+        self.shards.get_mut(&shard).ok_or_else(|| {
+            Error::InvalidInput(format!("table `{name}` has no shard {shard} (it has {n})"))
+        })
     }
 
     /// Refuse if `epoch` is not the shard's current writer epoch.
@@ -233,10 +241,12 @@ impl TableManifest {
     }
 
     pub(crate) fn encode(&self) -> Result<bytes::Bytes> {
-        serde_json::to_vec(self).map(Into::into).map_err(|e| Error::Corrupt {
-            what: "manifest".into(),
-            detail: e.to_string(),
-        })
+        serde_json::to_vec(self)
+            .map(Into::into)
+            .map_err(|e| Error::Corrupt {
+                what: "manifest".into(),
+                detail: e.to_string(),
+            })
     }
 
     pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<Self> {

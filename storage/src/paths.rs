@@ -86,6 +86,9 @@ mod tests {
         assert_eq!(parse_manifest_version(&manifest_latest_hint("t")), None);
         assert_eq!(parse_wal_seq(&wal_entry("t", 3, 7)), Some(7));
         let p = new_segment("t", 1, Some(0));
-        assert!(p.as_ref().starts_with("tables/t/seg/0001/1970010100-"), "{p}");
+        assert!(
+            p.as_ref().starts_with("tables/t/seg/0001/1970010100-"),
+            "{p}"
+        );
     }
 }

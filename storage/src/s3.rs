@@ -45,7 +45,9 @@ pub(crate) async fn ensure_bucket(
                 None => {
                     return Err(Error::Unavailable(format!(
                         "cannot reach the S3 endpoint {where_}: {}; is the server running? (`minio/s3.sh start` starts a local one)",
-                        crate::store::one_line(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+                        crate::store::one_line(
+                            &aws_sdk_s3::error::DisplayErrorContext(&e).to_string()
+                        )
                     )));
                 }
             }
@@ -55,7 +57,9 @@ pub(crate) async fn ensure_bucket(
         Ok(_) => Ok(()),
         Err(e) => {
             let svc = e.as_service_error();
-            if svc.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
+            if svc
+                .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists())
+            {
                 return Ok(());
             }
             Err(Error::Unavailable(format!(

@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
@@ -59,7 +61,11 @@ pub fn to_micros(v: i64, unit: TimeUnit) -> i64 {
 }
 
 /// Writer properties for a table's segments.
-pub fn writer_properties(def: &TableDef, opts: &SegmentOptions, rows_hint: usize) -> Result<WriterProperties> {
+pub fn writer_properties(
+    def: &TableDef,
+    opts: &SegmentOptions,
+    rows_hint: usize,
+) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(opts.zstd_level)?;
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -109,7 +115,11 @@ pub fn sort_by_time(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> 
 }
 
 /// Encode rows (which must carry [`OFFSET_COLUMN`]) as one Parquet segment.
-pub fn encode_segment(def: &TableDef, batches: &[RecordBatch], opts: &SegmentOptions) -> Result<EncodedSegment> {
+pub fn encode_segment(
+    def: &TableDef,
+    batches: &[RecordBatch],
+    opts: &SegmentOptions,
+) -> Result<EncodedSegment> {
     let Some(first) = batches.first() else {
         return Err(Error::InvalidInput("cannot encode an empty segment".into()));
     };
@@ -145,8 +155,12 @@ fn compute_stats(def: &TableDef, batch: &RecordBatch) -> Result<EncodedSegment> 
     let (min_ts, max_ts) = match (&def.time_column, def.time_unit()) {
         (Some(tc), Some(unit)) => match columns.get(tc) {
             Some(ColumnStats { min, max, .. }) => (
-                min.as_ref().and_then(|v| v.as_i64()).map(|v| to_micros(v, unit)),
-                max.as_ref().and_then(|v| v.as_i64()).map(|v| to_micros(v, unit)),
+                min.as_ref()
+                    .and_then(|v| v.as_i64())
+                    .map(|v| to_micros(v, unit)),
+                max.as_ref()
+                    .and_then(|v| v.as_i64())
+                    .map(|v| to_micros(v, unit)),
             ),
             None => (None, None),
         },
@@ -185,7 +199,10 @@ pub fn min_max_json(a: &ArrayRef) -> (Option<serde_json::Value>, Option<serde_js
         ($t:ty) => {{
             let a = a.as_any().downcast_ref::<$t>();
             match a {
-                Some(a) => (min(a).map(|v| Value::from(v)), max(a).map(|v| Value::from(v))),
+                Some(a) => (
+                    min(a).map(|v| Value::from(v)),
+                    max(a).map(|v| Value::from(v)),
+                ),
                 None => (None, None),
             }
         }};
@@ -207,11 +224,17 @@ pub fn min_max_json(a: &ArrayRef) -> (Option<serde_json::Value>, Option<serde_js
         DataType::Timestamp(TimeUnit::Microsecond, _) => prim!(TimestampMicrosecondArray),
         DataType::Timestamp(TimeUnit::Nanosecond, _) => prim!(TimestampNanosecondArray),
         DataType::Utf8 => match a.as_any().downcast_ref::<StringArray>() {
-            Some(a) => (min_string(a).map(Value::from), max_string(a).map(Value::from)),
+            Some(a) => (
+                min_string(a).map(Value::from),
+                max_string(a).map(Value::from),
+            ),
             None => (None, None),
         },
         DataType::Utf8View => match a.as_any().downcast_ref::<StringViewArray>() {
-            Some(a) => (min_string_view(a).map(Value::from), max_string_view(a).map(Value::from)),
+            Some(a) => (
+                min_string_view(a).map(Value::from),
+                max_string_view(a).map(Value::from),
+            ),
             None => (None, None),
         },
         _ => (None, None),
@@ -237,7 +260,11 @@ mod tests {
         TableDef {
             name: "t".into(),
             schema: Schema::new(vec![
-                Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+                Field::new(
+                    "ts",
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                    false,
+                ),
                 Field::new("id", DataType::Int64, false),
                 Field::new("msg", DataType::Utf8, true),
             ]),
@@ -254,7 +281,11 @@ mod tests {
     fn encodes_sorted_with_stats_and_page_index() {
         let d = def();
         let mut fields: Vec<_> = d.schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(arrow::datatypes::Field::new(OFFSET_COLUMN, DataType::UInt64, false)));
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            OFFSET_COLUMN,
+            DataType::UInt64,
+            false,
+        )));
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(
             schema,
@@ -277,11 +308,21 @@ mod tests {
         let meta = parquet::file::serialized_reader::SerializedFileReader::new(seg.bytes.clone())
             .map(|r| parquet::file::reader::FileReader::metadata(&r).clone())
             .unwrap();
-        assert!(meta.row_group(0).column(1).bloom_filter_offset().is_some(), "bloom filter on id");
-        assert!(meta.row_group(0).column(0).column_index_offset().is_some(), "page index present");
+        assert!(
+            meta.row_group(0).column(1).bloom_filter_offset().is_some(),
+            "bloom filter on id"
+        );
+        assert!(
+            meta.row_group(0).column(0).column_index_offset().is_some(),
+            "page index present"
+        );
 
         let (_, batches) = decode_segment(seg.bytes).unwrap();
-        let ts = batches[0].column(0).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let ts = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         assert_eq!(ts.values().to_vec(), vec![10, 20, 30]);
     }
 }

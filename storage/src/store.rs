@@ -57,7 +57,9 @@ impl S3Options {
             .or_else(|| env("AWS_ENDPOINT"));
         let allow_http = self.allow_http.unwrap_or_else(|| {
             env("AWS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1")
-                || endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
+                || endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://"))
         });
         ResolvedS3 {
             endpoint,
@@ -67,7 +69,10 @@ impl S3Options {
                 .or_else(|| env("AWS_REGION"))
                 .or_else(|| env("AWS_DEFAULT_REGION"))
                 .unwrap_or_else(|| "us-east-1".to_string()),
-            access_key_id: self.access_key_id.clone().or_else(|| env("AWS_ACCESS_KEY_ID")),
+            access_key_id: self
+                .access_key_id
+                .clone()
+                .or_else(|| env("AWS_ACCESS_KEY_ID")),
             secret_access_key: self
                 .secret_access_key
                 .clone()
@@ -124,14 +129,18 @@ impl StoreUrl {
         match url.scheme() {
             "file" => {
                 let path = url.to_file_path().map_err(|()| {
-                    Error::Config(format!("`{s}` is not an absolute file URL; use file:///abs/path"))
+                    Error::Config(format!(
+                        "`{s}` is not an absolute file URL; use file:///abs/path"
+                    ))
                 })?;
                 Ok(StoreUrl::Local { root: path })
             }
             "s3" | "s3a" => {
                 let bucket = url.host_str().unwrap_or_default().to_string();
                 if bucket.is_empty() {
-                    return Err(Error::Config(format!("`{s}` names no bucket; use s3://bucket/prefix")));
+                    return Err(Error::Config(format!(
+                        "`{s}` names no bucket; use s3://bucket/prefix"
+                    )));
                 }
                 let prefix = url.path().trim_matches('/').to_string();
                 Ok(StoreUrl::S3 { bucket, prefix })
@@ -189,8 +198,15 @@ pub async fn open_store(url: &StoreUrl, opts: &S3Options) -> Result<Arc<dyn Obje
                 )));
             }
             if opts.create_bucket {
-                crate::s3::ensure_bucket(bucket, &r.endpoint, &r.region, &r.access_key_id, &r.secret_access_key, &r.session_token)
-                    .await?;
+                crate::s3::ensure_bucket(
+                    bucket,
+                    &r.endpoint,
+                    &r.region,
+                    &r.access_key_id,
+                    &r.secret_access_key,
+                    &r.session_token,
+                )
+                .await?;
             }
             let mut b = object_store::aws::AmazonS3Builder::new()
                 .with_bucket_name(bucket)
@@ -214,7 +230,9 @@ pub async fn open_store(url: &StoreUrl, opts: &S3Options) -> Result<Arc<dyn Obje
                 max_retries: 0,
                 ..Default::default()
             });
-            let s3 = b.build().map_err(|e| Error::Config(format!("s3://{bucket}: {e}")))?;
+            let s3 = b
+                .build()
+                .map_err(|e| Error::Config(format!("s3://{bucket}: {e}")))?;
             if prefix.is_empty() {
                 Ok(Arc::new(s3))
             } else {
@@ -234,17 +252,25 @@ pub async fn verify_conditional_writes(store: &dyn ObjectStore, url: &StoreUrl) 
     let probe = Path::from(format!("_strata/probe/{}", uuid::Uuid::new_v4()));
     let create = PutOptions::from(PutMode::Create);
     let first = store
-        .put_opts(&probe, PutPayload::from(Bytes::from_static(b"1")), create.clone())
+        .put_opts(
+            &probe,
+            PutPayload::from(Bytes::from_static(b"1")),
+            create.clone(),
+        )
         .await
         .map_err(|e| classify_unreachable(e, url))?;
     match store
         .put_opts(&probe, PutPayload::from(Bytes::from_static(b"2")), create)
         .await
     {
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => {}
         Ok(_) => {
             let _ = store.delete(&probe).await;
-            return Err(unsupported("a second If-None-Match: * PUT of the same key succeeded".into()));
+            return Err(unsupported(
+                "a second If-None-Match: * PUT of the same key succeeded".into(),
+            ));
         }
         Err(e) => return Err(Error::ObjectStore(e)),
     }
@@ -264,7 +290,9 @@ pub async fn verify_conditional_writes(store: &dyn ObjectStore, url: &StoreUrl) 
             Err(object_store::Error::Precondition { .. }) => {}
             Ok(_) => {
                 let _ = store.delete(&probe).await;
-                return Err(unsupported("an If-Match PUT with a stale ETag succeeded".into()));
+                return Err(unsupported(
+                    "an If-Match PUT with a stale ETag succeeded".into(),
+                ));
             }
             Err(e) => return Err(Error::ObjectStore(e)),
         }
@@ -276,7 +304,9 @@ pub async fn verify_conditional_writes(store: &dyn ObjectStore, url: &StoreUrl) 
                 PutOptions::from(PutMode::Update(current)),
             )
             .await
-            .map_err(|e| unsupported(format!("an If-Match PUT with the current ETag failed: {e}")))?;
+            .map_err(|e| {
+                unsupported(format!("an If-Match PUT with the current ETag failed: {e}"))
+            })?;
     }
     store.delete(&probe).await?;
     Ok(())
@@ -285,13 +315,15 @@ pub async fn verify_conditional_writes(store: &dyn ObjectStore, url: &StoreUrl) 
 /// Turn the first error against a store into one line saying what to check.
 fn classify_unreachable(e: object_store::Error, url: &StoreUrl) -> Error {
     match e {
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            Error::Config(format!(
-                "access to {url} was refused ({}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
-                one_line(&e.to_string())
-            ))
-        }
-        other => Error::Unavailable(format!("cannot write to {url}: {}", one_line(&other.to_string()))),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => Error::Config(format!(
+            "access to {url} was refused ({}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+            one_line(&e.to_string())
+        )),
+        other => Error::Unavailable(format!(
+            "cannot write to {url}: {}",
+            one_line(&other.to_string())
+        )),
     }
 }
 
@@ -308,14 +340,22 @@ mod tests {
     fn parses_urls() {
         assert_eq!(
             StoreUrl::parse("s3://b/p/q").unwrap(),
-            StoreUrl::S3 { bucket: "b".into(), prefix: "p/q".into() }
+            StoreUrl::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
         );
         assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
         assert_eq!(
             StoreUrl::parse("file:///tmp/x").unwrap(),
-            StoreUrl::Local { root: "/tmp/x".into() }
+            StoreUrl::Local {
+                root: "/tmp/x".into()
+            }
         );
-        assert!(matches!(StoreUrl::parse("./data").unwrap(), StoreUrl::Local { .. }));
+        assert!(matches!(
+            StoreUrl::parse("./data").unwrap(),
+            StoreUrl::Local { .. }
+        ));
         let e = StoreUrl::parse("gs://b").unwrap_err().to_string();
         assert!(e.contains("unsupported object store scheme `gs`"), "{e}");
         assert!(StoreUrl::parse("s3:///nobucket").is_err());
@@ -325,10 +365,16 @@ mod tests {
     async fn memory_and_local_pass_the_conditional_write_probe() {
         let url = StoreUrl::Memory;
         let store = open_store(&url, &S3Options::default()).await.unwrap();
-        verify_conditional_writes(store.as_ref(), &url).await.unwrap();
+        verify_conditional_writes(store.as_ref(), &url)
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let url = StoreUrl::Local { root: dir.path().join("bucket") };
+        let url = StoreUrl::Local {
+            root: dir.path().join("bucket"),
+        };
         let store = open_store(&url, &S3Options::default()).await.unwrap();
-        verify_conditional_writes(store.as_ref(), &url).await.unwrap();
+        verify_conditional_writes(store.as_ref(), &url)
+            .await
+            .unwrap();
     }
 }

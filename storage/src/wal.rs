@@ -57,9 +57,13 @@ pub fn encode(header: &WalHeader, schema: &Schema, batches: &[RecordBatch]) -> R
     let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
     let mut buf = Vec::with_capacity(size + 1024);
     {
-        let mut w = StreamWriter::try_new_with_options(&mut buf, &schema, IpcWriteOptions::default())?;
+        let mut w =
+            StreamWriter::try_new_with_options(&mut buf, &schema, IpcWriteOptions::default())?;
         for b in batches {
-            w.write(&RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec())?)?;
+            w.write(&RecordBatch::try_new(
+                Arc::clone(&schema),
+                b.columns().to_vec(),
+            )?)?;
         }
         w.finish()?;
     }
@@ -92,7 +96,10 @@ pub fn decode(bytes: &Bytes) -> Result<WalEntry> {
     let mut batches = Vec::new();
     for b in reader {
         let b = b?;
-        batches.push(RecordBatch::try_new(Arc::clone(&clean), b.columns().to_vec())?);
+        batches.push(RecordBatch::try_new(
+            Arc::clone(&clean),
+            b.columns().to_vec(),
+        )?);
     }
     Ok(WalEntry {
         header,
@@ -102,7 +109,12 @@ pub fn decode(bytes: &Bytes) -> Result<WalEntry> {
 }
 
 /// WAL objects of a shard with sequence ≥ `from_seq`, ascending.
-pub async fn list(store: &dyn ObjectStore, table: &str, shard: u32, from_seq: u64) -> Result<Vec<(u64, ObjectMeta)>> {
+pub async fn list(
+    store: &dyn ObjectStore,
+    table: &str,
+    shard: u32,
+    from_seq: u64,
+) -> Result<Vec<(u64, ObjectMeta)>> {
     let dir = paths::wal_dir(table, shard);
     let stream = if from_seq == 0 {
         store.list(Some(&dir))
@@ -111,7 +123,9 @@ pub async fn list(store: &dyn ObjectStore, table: &str, shard: u32, from_seq: u6
     };
     let mut out: Vec<(u64, ObjectMeta)> = stream
         .try_filter_map(|m| async move {
-            Ok(paths::parse_wal_seq(&m.location).filter(|s| *s >= from_seq).map(|s| (s, m)))
+            Ok(paths::parse_wal_seq(&m.location)
+                .filter(|s| *s >= from_seq)
+                .map(|s| (s, m)))
         })
         .try_collect()
         .await?;
@@ -133,7 +147,10 @@ mod tests {
         ]));
         let b = RecordBatch::try_new(
             Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(UInt64Array::from(vec![5, 6]))],
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(UInt64Array::from(vec![5, 6])),
+            ],
         )
         .unwrap();
         let header = WalHeader {

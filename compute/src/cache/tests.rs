@@ -33,9 +33,13 @@ fn opts(memory: usize, dir: Option<&std::path::Path>) -> CacheOptions {
 async fn ranges_match_the_object_and_repeat_reads_stay_local() {
     let path = Path::from("tables/t/seg/0000/a.parquet");
     let bytes = data(10_000);
-    let cache = CachedStore::open(store_with(&path, &bytes).await, &opts(1 << 20, None), &Registry::new())
-        .await
-        .unwrap();
+    let cache = CachedStore::open(
+        store_with(&path, &bytes).await,
+        &opts(1 << 20, None),
+        &Registry::new(),
+    )
+    .await
+    .unwrap();
     let ranges = [0..10u64, 4000..4200, 4096..8192, 100..9_999, 9_000..10_000];
     for round in 0..2 {
         for r in &ranges {
@@ -46,7 +50,10 @@ async fn ranges_match_the_object_and_repeat_reads_stay_local() {
         for (r, got) in ranges.iter().zip(many) {
             assert_eq!(got, bytes.slice(r.start as usize..r.end as usize));
         }
-        assert_eq!(cache.get(&path).await.unwrap().bytes().await.unwrap(), bytes);
+        assert_eq!(
+            cache.get(&path).await.unwrap().bytes().await.unwrap(),
+            bytes
+        );
         let suffix = GetOptions {
             range: Some(GetRange::Suffix(100)),
             ..GetOptions::default()
@@ -61,10 +68,18 @@ async fn ranges_match_the_object_and_repeat_reads_stay_local() {
             bytes.slice(9_990..)
         );
         if round == 0 {
-            assert_eq!(cache.bucket_bytes(), 10_000, "every block fetched exactly once");
+            assert_eq!(
+                cache.bucket_bytes(),
+                10_000,
+                "every block fetched exactly once"
+            );
         }
     }
-    assert_eq!(cache.bucket_bytes(), 10_000, "second round served from memory");
+    assert_eq!(
+        cache.bucket_bytes(),
+        10_000,
+        "second round served from memory"
+    );
     assert!(cache.hits(CacheTier::Memory) > 0);
 }
 
@@ -79,7 +94,9 @@ async fn concurrent_misses_fetch_once() {
             ..ThrottleConfig::default()
         },
     );
-    slow.put(&path, PutPayload::from(bytes.clone())).await.unwrap();
+    slow.put(&path, PutPayload::from(bytes.clone()))
+        .await
+        .unwrap();
     let cache = CachedStore::open(Arc::new(slow), &opts(1 << 20, None), &Registry::new())
         .await
         .unwrap();
@@ -115,12 +132,22 @@ async fn mutable_and_missing_objects_pass_through() {
 async fn write_through_makes_first_reads_local() {
     let path = Path::from("tables/t/seg/0000/c.parquet");
     let bytes = data(9_000);
-    let cache = CachedStore::open(store_with(&path, &bytes).await, &opts(1 << 20, None), &Registry::new())
-        .await
-        .unwrap();
+    let cache = CachedStore::open(
+        store_with(&path, &bytes).await,
+        &opts(1 << 20, None),
+        &Registry::new(),
+    )
+    .await
+    .unwrap();
     cache.write_through(&path, bytes.clone());
-    assert_eq!(cache.get(&path).await.unwrap().bytes().await.unwrap(), bytes);
-    assert_eq!(cache.get_range(&path, 5..8_000).await.unwrap(), bytes.slice(5..8_000));
+    assert_eq!(
+        cache.get(&path).await.unwrap().bytes().await.unwrap(),
+        bytes
+    );
+    assert_eq!(
+        cache.get_range(&path, 5..8_000).await.unwrap(),
+        bytes.slice(5..8_000)
+    );
     assert_eq!(cache.bucket_bytes(), 0);
 }
 
@@ -141,7 +168,11 @@ async fn without_a_memory_tier_the_disk_tier_serves() {
     let fetched = cache.bucket_bytes();
     assert_eq!(cache.get_range(&path, 0..20_000).await.unwrap(), bytes);
     assert_eq!(cache.bucket_bytes(), fetched, "second read from disk");
-    assert!(cache.hits(CacheTier::Disk) >= 5, "{}", cache.hits(CacheTier::Disk));
+    assert!(
+        cache.hits(CacheTier::Disk) >= 5,
+        "{}",
+        cache.hits(CacheTier::Disk)
+    );
     assert_eq!(cache.hits(CacheTier::Memory), 0);
     cache.close().await.unwrap();
 }
@@ -153,22 +184,36 @@ async fn the_disk_tier_is_warm_after_a_restart() {
     let bytes = data(12_345);
     let store = store_with(&path, &bytes).await;
     {
-        let cache = CachedStore::open(Arc::clone(&store), &opts(1 << 20, Some(dir.path())), &Registry::new())
-            .await
-            .unwrap();
-        assert_eq!(cache.get(&path).await.unwrap().bytes().await.unwrap(), bytes);
+        let cache = CachedStore::open(
+            Arc::clone(&store),
+            &opts(1 << 20, Some(dir.path())),
+            &Registry::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cache.get(&path).await.unwrap().bytes().await.unwrap(),
+            bytes
+        );
         assert_eq!(cache.bucket_bytes(), 12_345);
         cache.close().await.unwrap();
     }
     let cache = CachedStore::open(store, &opts(1 << 20, Some(dir.path())), &Registry::new())
         .await
         .unwrap();
-    assert_eq!(cache.get(&path).await.unwrap().bytes().await.unwrap(), bytes);
+    assert_eq!(
+        cache.get(&path).await.unwrap().bytes().await.unwrap(),
+        bytes
+    );
     assert_eq!(
         cache.get_range(&path, 100..9_000).await.unwrap(),
         bytes.slice(100..9_000)
     );
-    assert_eq!(cache.bucket_bytes(), 0, "served from the recovered SSD tier");
+    assert_eq!(
+        cache.bucket_bytes(),
+        0,
+        "served from the recovered SSD tier"
+    );
     assert!(cache.hits(CacheTier::Disk) > 0);
     cache.close().await.unwrap();
 }

@@ -77,7 +77,10 @@ fn shard_key_equality_and_in_lists() {
         &[col("host").in_list(hosts.iter().map(|h| lit(*h)).collect(), false)],
     );
     assert!((0..SHARDS).all(|x| p.keep_shard(x) == want.contains(&x)));
-    let p = ScanPruning::analyze(&def, &[col("host").eq(lit("h001")).or(col("host").eq(lit("h002")))]);
+    let p = ScanPruning::analyze(
+        &def,
+        &[col("host").eq(lit("h001")).or(col("host").eq(lit("h002")))],
+    );
     assert!((0..SHARDS).all(|x| p.keep_shard(x) == want[..2].contains(&x)));
     // Not an equality on the key: every shard.
     let p = ScanPruning::analyze(&def, &[col("host").not_eq(lit("h001"))]);
@@ -87,7 +90,10 @@ fn shard_key_equality_and_in_lists() {
         .map(|i| format!("h{i:03}"))
         .find(|h| shard_of_host(h, &ring) != s)
     {
-        let p = ScanPruning::analyze(&def, &[col("host").eq(lit("h007")), col("host").eq(lit(other))]);
+        let p = ScanPruning::analyze(
+            &def,
+            &[col("host").eq(lit("h007")), col("host").eq(lit(other))],
+        );
         assert!((0..SHARDS).all(|x| !p.keep_shard(x)));
     }
 }

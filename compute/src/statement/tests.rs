@@ -23,7 +23,11 @@ fn create_table_with_options() {
     assert_eq!(
         cols,
         vec![
-            ("ts", &DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            (
+                "ts",
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+                false
+            ),
             ("host", &DataType::Utf8, true),
             ("status", &DataType::Int32, true),
             ("latency", &DataType::Float64, true),
@@ -40,8 +44,10 @@ fn create_table_with_options() {
 #[test]
 fn delete_query_and_others() {
     assert_eq!(
-        parse_statement_kind("DELETE FROM logs WHERE level = 'DEBUG' AND ts < now() - INTERVAL '1 day'")
-            .expect("parse"),
+        parse_statement_kind(
+            "DELETE FROM logs WHERE level = 'DEBUG' AND ts < now() - INTERVAL '1 day'"
+        )
+        .expect("parse"),
         StatementKind::Delete {
             table: "logs".into(),
             predicate_sql: Some("level = 'DEBUG' AND ts < now() - INTERVAL '1 day'".into()),
@@ -54,7 +60,10 @@ fn delete_query_and_others() {
             predicate_sql: None
         }
     );
-    assert_eq!(parse_statement_kind("SELECT 1").expect("parse"), StatementKind::Query);
+    assert_eq!(
+        parse_statement_kind("SELECT 1").expect("parse"),
+        StatementKind::Query
+    );
     assert_eq!(
         parse_statement_kind("EXPLAIN SELECT 1").expect("parse"),
         StatementKind::Query
@@ -67,7 +76,8 @@ fn delete_query_and_others() {
         parse_statement_kind("DROP TABLE logs").expect("parse"),
         StatementKind::Other
     );
-    let e = parse_statement_kind("CREATE TABLE t (a INT) WITH (retention = 'forever')").expect_err("bad retention");
+    let e = parse_statement_kind("CREATE TABLE t (a INT) WITH (retention = 'forever')")
+        .expect_err("bad retention");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     let e = parse_statement_kind("SELEC 1").expect_err("syntax");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);

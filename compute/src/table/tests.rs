@@ -63,7 +63,11 @@ fn groups_stay_sorted_when_they_can() {
     assert!(!ordered);
     assert_eq!(g.iter().map(Vec::len).sum::<usize>(), 6);
     for group in &g {
-        assert!(group.windows(2).all(|w| w[0].max_ts >= w[1].max_ts), "{:?}", names(&g));
+        assert!(
+            group.windows(2).all(|w| w[0].max_ts >= w[1].max_ts),
+            "{:?}",
+            names(&g)
+        );
     }
     // Not wanted (WAL rows in the scan): newest first even when sortable.
     let s = [seg("a", 0, 9, 1), seg("b", 10, 19, 1), seg("c", 20, 29, 1)];

@@ -93,7 +93,11 @@ async fn metrics_are_registered() {
         .await
         .expect("engine");
     query(&engine, SQL).await;
-    let names: Vec<String> = registry.gather().iter().map(|m| m.name().to_string()).collect();
+    let names: Vec<String> = registry
+        .gather()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
     for n in [
         crate::cache::METRIC_HITS,
         crate::cache::METRIC_MISSES,
@@ -129,8 +133,10 @@ async fn engines_share_one_cache_through_prefixed_catalogs() {
         bloom_columns: vec![],
         created_at_ms: 1,
     };
-    let batch =
-        |v: i64| RecordBatch::try_new(def.schema_ref(), vec![Arc::new(Int64Array::from(vec![v]))]).expect("batch");
+    let batch = |v: i64| {
+        RecordBatch::try_new(def.schema_ref(), vec![Arc::new(Int64Array::from(vec![v]))])
+            .expect("batch")
+    };
     // Two tenants write the same relative paths (same WAL sequence numbers).
     for (tenant, v) in [("a", 1i64), ("b", 2)] {
         let scoped: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(
@@ -155,9 +161,12 @@ async fn engines_share_one_cache_through_prefixed_catalogs() {
     for round in 0..2 {
         for (tenant, v) in [("a", 1i64), ("b", 2)] {
             let cached: Arc<dyn ObjectStore> = Arc::clone(&cache) as _;
-            let scoped: Arc<dyn ObjectStore> =
-                Arc::new(PrefixStore::new(cached, Path::from(format!("tenants/{tenant}"))));
-            let engine = QueryEngine::with_store(Catalog::new(scoped), test_config()).expect("engine");
+            let scoped: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(
+                cached,
+                Path::from(format!("tenants/{tenant}")),
+            ));
+            let engine =
+                QueryEngine::with_store(Catalog::new(scoped), test_config()).expect("engine");
             assert!(engine.cache().is_none());
             let got = query(&engine, "SELECT v FROM t ORDER BY v").await;
             assert_eq!(

@@ -66,9 +66,15 @@ async fn show_tables_information_schema_and_explain_work() {
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     )
     .await;
-    assert_eq!(got, vec![vec![Cell::from("logs")], vec![Cell::from("services")]]);
+    assert_eq!(
+        got,
+        vec![vec![Cell::from("logs")], vec![Cell::from("services")]]
+    );
     let got = query(&engine, "SHOW TABLES").await;
-    assert!(got.iter().any(|r| r.contains(&Cell::from("logs"))), "{got:?}");
+    assert!(
+        got.iter().any(|r| r.contains(&Cell::from("logs"))),
+        "{got:?}"
+    );
     let got = query(&engine, "SHOW COLUMNS FROM services").await;
     assert_eq!(got.len(), 3);
     let got = query(
@@ -76,7 +82,11 @@ async fn show_tables_information_schema_and_explain_work() {
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'logs'",
     )
     .await;
-    assert_eq!(got, vec![vec![Cell::from(13usize)]], "no hidden _offset column");
+    assert_eq!(
+        got,
+        vec![vec![Cell::from(13usize)]],
+        "no hidden _offset column"
+    );
     let plan = query(
         &engine,
         "EXPLAIN SELECT ts FROM logs WHERE host = 'h001' ORDER BY ts DESC LIMIT 3",
@@ -110,14 +120,24 @@ async fn parameters_and_plan_schema() {
         ..QueryContext::default()
     };
     let batches = engine
-        .execute("SELECT count(*) FROM logs WHERE status = $1 AND level = $2", &ctx)
+        .execute(
+            "SELECT count(*) FROM logs WHERE status = $1 AND level = $2",
+            &ctx,
+        )
         .await
         .expect("execute")
         .collect()
         .await
         .expect("collect");
-    let expected = f.rows.iter().filter(|r| r.status == 500 && r.level == "ERROR").count();
-    assert_eq!(crate::testing::cells(&batches), vec![vec![Cell::from(expected)]]);
+    let expected = f
+        .rows
+        .iter()
+        .filter(|r| r.status == 500 && r.level == "ERROR")
+        .count();
+    assert_eq!(
+        crate::testing::cells(&batches),
+        vec![vec![Cell::from(expected)]]
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use object_store::ObjectStoreExt;
 use strata_storage::{paths, wal};
 
-use crate::testing::{Cell, Fixture, LogRow, SHARDS, WAL_FLOOR, logs_batch, logs_def, query, test_config};
+use crate::testing::{
+    Cell, Fixture, LogRow, SHARDS, WAL_FLOOR, logs_batch, logs_def, query, test_config,
+};
 use crate::{QueryConfig, QueryEngine};
 
 const ROWS_SQL: &str = "SELECT request_id, host, ts FROM logs ORDER BY request_id";
@@ -23,7 +25,11 @@ fn expected(rows: &[LogRow]) -> Vec<Vec<Cell>> {
 /// "Flush" shard `shard`: its WAL rows become a segment, the floor moves past them, and the
 /// WAL objects are deleted (in that order, as ingest does).
 async fn flush_shard(f: &Fixture, wal_rows: &[LogRow], shard: u32) {
-    let rows: Vec<LogRow> = wal_rows.iter().filter(|r| r.shard == shard).cloned().collect();
+    let rows: Vec<LogRow> = wal_rows
+        .iter()
+        .filter(|r| r.shard == shard)
+        .cloned()
+        .collect();
     let def = logs_def();
     crate::testing::write_segment(&f.catalog, &def, shard, &logs_batch(&rows, true)).await;
     let floors: BTreeMap<u32, u64> = [(shard, WAL_FLOOR + 2)].into();
@@ -55,7 +61,10 @@ async fn wal_rows_are_visible_and_survive_a_flush_once() {
     for shard in 0..SHARDS {
         flush_shard(&f, wal_rows, shard).await;
         let after = query(&engine, ROWS_SQL).await;
-        assert_eq!(after, before, "after flushing shard {shard}: same rows, no duplicates");
+        assert_eq!(
+            after, before,
+            "after flushing shard {shard}: same rows, no duplicates"
+        );
     }
     for shard in 0..SHARDS {
         assert!(

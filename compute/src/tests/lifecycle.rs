@@ -11,12 +11,17 @@ use strata_storage::{Catalog, DeleteRule, TableDef};
 
 use crate::QueryEngine;
 use crate::testing::{
-    Cell, Fixture, SHARDS, WAL_FLOOR, query, set_wal_floor, test_config, with_offsets, write_segment, write_wal,
+    Cell, Fixture, SHARDS, WAL_FLOOR, query, set_wal_floor, test_config, with_offsets,
+    write_segment, write_wal,
 };
 
 fn evo_def(with_b: bool) -> TableDef {
     let mut fields = vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("a", DataType::Int64, false),
     ];
     if with_b {
@@ -51,9 +56,22 @@ async fn older_segments_and_wal_entries_read_new_columns_as_null() {
     let catalog = Catalog::new(Arc::clone(&store));
     let v1 = evo_def(false);
     catalog.create_table(v1.clone()).await.expect("create");
-    write_segment(&catalog, &v1, 0, &with_offsets(&evo_batch(&v1, &[1, 2], None), 0)).await;
+    write_segment(
+        &catalog,
+        &v1,
+        0,
+        &with_offsets(&evo_batch(&v1, &[1, 2], None), 0),
+    )
+    .await;
     // A WAL entry written before the column was added.
-    write_wal(&store, "evo", 0, 0, &[with_offsets(&evo_batch(&v1, &[5], None), 4)]).await;
+    write_wal(
+        &store,
+        "evo",
+        0,
+        0,
+        &[with_offsets(&evo_batch(&v1, &[5], None), 4)],
+    )
+    .await;
     // The column `b` is added (nullable), and a newer segment has it.
     let v2 = evo_def(true);
     let schema = v2.schema.clone();
@@ -113,7 +131,9 @@ async fn delete_rules_hide_rows_below_their_offsets() {
         })
         .await
         .expect("commit rule");
-    let hidden = |r: &crate::testing::LogRow| r.level == "ERROR" && below.get(&r.shard).is_some_and(|b| r.offset < *b);
+    let hidden = |r: &crate::testing::LogRow| {
+        r.level == "ERROR" && below.get(&r.shard).is_some_and(|b| r.offset < *b)
+    };
     assert!(
         f.rows
             .iter()
@@ -121,15 +141,27 @@ async fn delete_rules_hide_rows_below_their_offsets() {
     );
     let engine = f.engine(test_config()).await;
 
-    let errors = f.rows.iter().filter(|r| r.level == "ERROR" && !hidden(r)).count();
+    let errors = f
+        .rows
+        .iter()
+        .filter(|r| r.level == "ERROR" && !hidden(r))
+        .count();
     let got = query(&engine, "SELECT count(*) FROM logs WHERE level = 'ERROR'").await;
     assert_eq!(got, vec![vec![Cell::from(errors)]]);
     let total = f.rows.iter().filter(|r| !hidden(r)).count();
     let got = query(&engine, "SELECT count(*) FROM logs").await;
     assert_eq!(got, vec![vec![Cell::from(total)]]);
     // Columns the rule needs but the query does not select.
-    let visible: usize = f.rows.iter().filter(|r| !hidden(r) && r.status == 500).count();
-    let got = query(&engine, "SELECT count(request_id) FROM logs WHERE status = 500").await;
+    let visible: usize = f
+        .rows
+        .iter()
+        .filter(|r| !hidden(r) && r.status == 500)
+        .count();
+    let got = query(
+        &engine,
+        "SELECT count(request_id) FROM logs WHERE status = 500",
+    )
+    .await;
     assert_eq!(got, vec![vec![Cell::from(visible)]]);
     // A rule whose predicate is NULL for a row keeps the row (IS NOT TRUE semantics).
     let got = query(&engine, "SELECT count(*) FROM logs WHERE level IS NULL").await;
@@ -158,7 +190,11 @@ async fn retention_hides_old_rows_and_skips_old_segments() {
         &def,
         0,
         &with_offsets(
-            &evo_batch(&def, &[now - 2 * hour, now - hour / 2, now - hour / 4], None),
+            &evo_batch(
+                &def,
+                &[now - 2 * hour, now - hour / 2, now - hour / 4],
+                None,
+            ),
             2,
         ),
     )

@@ -88,9 +88,18 @@ async fn shard_key_equality_reads_one_shard() {
     let shard = shard_of_host(host, &ring);
     let expected = f.rows.iter().filter(|r| r.host == host).count();
     assert!(expected > 0);
-    let got = query(&engine, &format!("SELECT count(*) FROM logs WHERE host = '{host}'")).await;
+    let got = query(
+        &engine,
+        &format!("SELECT count(*) FROM logs WHERE host = '{host}'"),
+    )
+    .await;
     assert_eq!(got, vec![vec![Cell::from(expected)]]);
-    let segment_bytes: u64 = f.segments.iter().filter(|s| s.shard == shard).map(|s| s.bytes).sum();
+    let segment_bytes: u64 = f
+        .segments
+        .iter()
+        .filter(|s| s.shard == shard)
+        .map(|s| s.bytes)
+        .sum();
     assert_eq!(
         engine.cache().expect("cache").bucket_bytes(),
         segment_bytes + f.wal_bytes([shard]).await,
@@ -101,7 +110,11 @@ async fn shard_key_equality_reads_one_shard() {
     let hosts = ["h001", "h150", "h042"];
     let shards: BTreeSet<u32> = hosts.iter().map(|h| shard_of_host(h, &ring)).collect();
     let engine = f.engine(test_config()).await;
-    let expected = f.rows.iter().filter(|r| hosts.contains(&r.host.as_str())).count();
+    let expected = f
+        .rows
+        .iter()
+        .filter(|r| hosts.contains(&r.host.as_str()))
+        .count();
     let got = query(
         &engine,
         "SELECT count(*) FROM logs WHERE host IN ('h001', 'h150', 'h042')",
@@ -158,14 +171,22 @@ async fn column_statistics_prune_segments() {
 async fn newest_first_top_k_skips_old_segments() {
     let f = Fixture::new().await;
     let engine = f.engine(test_config()).await;
-    let mut newest: Vec<_> = f.rows.iter().filter(|r| r.message.contains("timeout")).collect();
+    let mut newest: Vec<_> = f
+        .rows
+        .iter()
+        .filter(|r| r.message.contains("timeout"))
+        .collect();
     newest.sort_by_key(|r| std::cmp::Reverse(r.ts));
     let got = query(
         &engine,
         "SELECT request_id FROM logs WHERE message LIKE '%timeout%' ORDER BY ts DESC LIMIT 5",
     )
     .await;
-    let want: Vec<Vec<Cell>> = newest.iter().take(5).map(|r| vec![Cell::from(r.request_id)]).collect();
+    let want: Vec<Vec<Cell>> = newest
+        .iter()
+        .take(5)
+        .map(|r| vec![Cell::from(r.request_id)])
+        .collect();
     assert_eq!(got, want);
     let all: u64 = f.segments.iter().map(|s| s.bytes).sum();
     let read = engine.cache().expect("cache").bucket_bytes() - f.wal_bytes(0..SHARDS).await;
@@ -195,9 +216,18 @@ async fn sorted_segments_without_wal_need_no_sort() {
         .expect("engine");
     let plan = query(&engine, "EXPLAIN SELECT ts FROM logs ORDER BY ts LIMIT 5").await;
     let text = format!("{plan:?}");
-    assert!(text.contains("output_ordering=[ts@0 ASC NULLS LAST]"), "{text}");
+    assert!(
+        text.contains("output_ordering=[ts@0 ASC NULLS LAST]"),
+        "{text}"
+    );
     let got = query(&engine, "SELECT ts FROM logs ORDER BY ts DESC LIMIT 3").await;
     let mut ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
     ts.sort_unstable_by(|a, b| b.cmp(a));
-    assert_eq!(got, ts.iter().take(3).map(|t| vec![Cell::from(*t)]).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        ts.iter()
+            .take(3)
+            .map(|t| vec![Cell::from(*t)])
+            .collect::<Vec<_>>()
+    );
 }

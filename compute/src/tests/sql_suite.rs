@@ -59,19 +59,29 @@ fn cases(f: &Fixture) -> Vec<Case> {
     out.push(Case {
         name: "trace lookup",
         sql: format!("SELECT ts, request_id FROM logs WHERE trace_id = '{trace}' ORDER BY ts"),
-        expected: t.iter().map(|r| vec![r.ts.into(), r.request_id.into()]).collect(),
+        expected: t
+            .iter()
+            .map(|r| vec![r.ts.into(), r.request_id.into()])
+            .collect(),
     });
 
     // 3. Last-hour aggregate by level.
     let from = last - 3_600_000_000;
-    let by_level = count_by(rows.iter().filter(|r| r.ts >= from).map(|r| r.level.clone()));
+    let by_level = count_by(
+        rows.iter()
+            .filter(|r| r.ts >= from)
+            .map(|r| r.level.clone()),
+    );
     out.push(Case {
         name: "last hour by level",
         sql: format!(
             "SELECT level, count(*) FROM logs WHERE ts >= {} GROUP BY level ORDER BY level",
             ts_lit(from)
         ),
-        expected: by_level.into_iter().map(|(l, c)| vec![l.into(), c.into()]).collect(),
+        expected: by_level
+            .into_iter()
+            .map(|(l, c)| vec![l.into(), c.into()])
+            .collect(),
     });
 
     // 4. Per-minute histogram for one tenant over two hours.
@@ -90,15 +100,21 @@ fn cases(f: &Fixture) -> Vec<Case> {
             ts_lit(a),
             ts_lit(b)
         ),
-        expected: hist.into_iter().map(|(m, c)| vec![m.into(), c.into()]).collect(),
+        expected: hist
+            .into_iter()
+            .map(|(m, c)| vec![m.into(), c.into()])
+            .collect(),
     });
 
     // 5. Top-k hosts.
-    let mut hosts: Vec<(String, usize)> = count_by(rows.iter().map(|r| r.host.clone())).into_iter().collect();
+    let mut hosts: Vec<(String, usize)> = count_by(rows.iter().map(|r| r.host.clone()))
+        .into_iter()
+        .collect();
     hosts.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
     out.push(Case {
         name: "top-k hosts",
-        sql: "SELECT host, count(*) AS c FROM logs GROUP BY host ORDER BY c DESC, host LIMIT 5".into(),
+        sql: "SELECT host, count(*) AS c FROM logs GROUP BY host ORDER BY c DESC, host LIMIT 5"
+            .into(),
         expected: hosts
             .iter()
             .take(5)
@@ -136,7 +152,10 @@ fn cases(f: &Fixture) -> Vec<Case> {
     });
 
     // 8. Rare-token LIKE count.
-    let rare = rows.iter().filter(|r| r.message.contains(RARE_TOKEN)).count();
+    let rare = rows
+        .iter()
+        .filter(|r| r.message.contains(RARE_TOKEN))
+        .count();
     assert!(rare > 0, "the generator must produce the rare token");
     out.push(Case {
         name: "rare token",
@@ -145,7 +164,10 @@ fn cases(f: &Fixture) -> Vec<Case> {
     });
 
     // 9. `timeout` newest first with LIMIT.
-    let mut timeouts: Vec<&LogRow> = rows.iter().filter(|r| r.message.contains("timeout")).collect();
+    let mut timeouts: Vec<&LogRow> = rows
+        .iter()
+        .filter(|r| r.message.contains("timeout"))
+        .collect();
     timeouts.sort_by_key(|r| std::cmp::Reverse(r.ts));
     out.push(Case {
         name: "timeout newest first",
@@ -166,7 +188,11 @@ fn cases(f: &Fixture) -> Vec<Case> {
     });
 
     // 11. Join with the dimension table.
-    let team: BTreeMap<&str, &str> = f.services.iter().map(|s| (s.0.as_str(), s.1.as_str())).collect();
+    let team: BTreeMap<&str, &str> = f
+        .services
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str()))
+        .collect();
     let by_team = count_by(
         rows.iter()
             .filter(|r| r.level == "ERROR")
@@ -177,7 +203,10 @@ fn cases(f: &Fixture) -> Vec<Case> {
         sql: "SELECT s.team, count(*) FROM logs l JOIN services s ON l.service = s.service \
               WHERE l.level = 'ERROR' GROUP BY s.team ORDER BY s.team"
             .into(),
-        expected: by_team.into_iter().map(|(t, c)| vec![t.into(), c.into()]).collect(),
+        expected: by_team
+            .into_iter()
+            .map(|(t, c)| vec![t.into(), c.into()])
+            .collect(),
     });
 
     // 12. Last row per host.
@@ -217,7 +246,11 @@ async fn the_twelve_query_kinds() {
     let f = Fixture::new().await;
     let engine = f.engine(test_config()).await;
     for case in cases(&f) {
-        assert!(!case.expected.is_empty(), "{}: empty expectation", case.name);
+        assert!(
+            !case.expected.is_empty(),
+            "{}: empty expectation",
+            case.name
+        );
         let got = query(&engine, &case.sql).await;
         assert_eq!(got, case.expected, "{}: {}", case.name, case.sql);
     }

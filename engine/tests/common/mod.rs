@@ -21,7 +21,11 @@ pub fn s3_url(test: &str) -> String {
              Run the tests with ./minio/with-s3.sh cargo test --workspace"
         )
     });
-    format!("{}/{test}-{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}/{test}-{}",
+        base.trim_end_matches('/'),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 pub fn free_port() -> u16 {
@@ -128,11 +132,19 @@ pub async fn sql_client(url: &str) -> FlightSqlServiceClient<Channel> {
 }
 
 /// Run a query and collect its batches.
-pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
-    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+pub async fn query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(to_status)?;
     let mut out = Vec::new();
     for ep in info.endpoint {
-        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("no ticket"))?;
+        let ticket = ep
+            .ticket
+            .ok_or_else(|| tonic::Status::internal("no ticket"))?;
         let stream = client.do_get(ticket).await.map_err(to_status)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
         out.extend(batches);
@@ -163,15 +175,28 @@ pub async fn put(
 ) -> Result<serde_json::Value, tonic::Status> {
     let mut client = FlightClient::new(channel(url).await);
     if let Some((p, seq)) = producer {
-        client.add_header("x-strata-producer-id", p).map_err(to_status)?;
-        client.add_header("x-strata-sequence", &seq.to_string()).map_err(to_status)?;
+        client
+            .add_header("x-strata-producer-id", p)
+            .map_err(to_status)?;
+        client
+            .add_header("x-strata-sequence", &seq.to_string())
+            .map_err(to_status)?;
     }
     let descriptor = arrow_flight::FlightDescriptor::new_path(vec![table.to_string()]);
     let stream = arrow_flight::encode::FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))
         .build(futures::stream::iter(vec![Ok(batch)]));
-    let results: Vec<arrow_flight::PutResult> = client.do_put(stream).await.map_err(to_status)?.try_collect().await.map_err(to_status)?;
-    let meta = results.first().map(|r| r.app_metadata.clone()).unwrap_or_default();
+    let results: Vec<arrow_flight::PutResult> = client
+        .do_put(stream)
+        .await
+        .map_err(to_status)?
+        .try_collect()
+        .await
+        .map_err(to_status)?;
+    let meta = results
+        .first()
+        .map(|r| r.app_metadata.clone())
+        .unwrap_or_default();
     Ok(serde_json::from_slice(&meta).unwrap_or(serde_json::Value::Null))
 }
 
@@ -184,9 +209,28 @@ pub fn logs_batch(start: i64, n: i64) -> RecordBatch {
         .unwrap_or(0);
     let ids: Vec<i64> = (start..start + n).collect();
     RecordBatch::try_from_iter(vec![
-        ("ts", Arc::new(TimestampMicrosecondArray::from(ids.iter().map(|i| now - 1_000_000 + i).collect::<Vec<_>>())) as _),
-        ("host", Arc::new(StringArray::from(ids.iter().map(|i| format!("h{}", i % 17)).collect::<Vec<_>>())) as _),
-        ("level", Arc::new(StringArray::from(ids.iter().map(|i| if i % 10 == 0 { "ERROR" } else { "INFO" }).collect::<Vec<_>>())) as _),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(
+                ids.iter().map(|i| now - 1_000_000 + i).collect::<Vec<_>>(),
+            )) as _,
+        ),
+        (
+            "host",
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| format!("h{}", i % 17))
+                    .collect::<Vec<_>>(),
+            )) as _,
+        ),
+        (
+            "level",
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| if i % 10 == 0 { "ERROR" } else { "INFO" })
+                    .collect::<Vec<_>>(),
+            )) as _,
+        ),
         ("id", Arc::new(Int64Array::from(ids)) as _),
     ])
     .expect("batch")
