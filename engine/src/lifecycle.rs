@@ -9,16 +9,21 @@
 //! 2. **Compaction.** Per shard, segments under half of `target_bytes` are grouped by the
 //!    UTC day of their first row (a day keeps time pruning sharp while still merging a day of
 //!    10-second flushes into a few files), sorted by time and packed into runs of up to
-//!    `target_bytes`; see [`plan`] for the whole policy, including how write amplification
-//!    is kept logarithmic in hot windows. Each run is merged by streaming its inputs with the
-//!    async Parquet reader, upgrading them to the current schema (new columns become nulls),
-//!    dropping rows hidden by delete rules or retention, and k-way merging by
-//!    (time, `_offset`) with DataFusion's streaming merge. Outputs (zstd 3, split at about
-//!    `target_bytes`) go to fresh paths and are committed with one manifest commit that
-//!    first checks every input is still live: if a concurrent compactor or retention pass got
-//!    there first, the run is abandoned and its outputs become orphans for GC. A concurrent
-//!    flush only adds segments, which the commit keeps. A crash after the upload and before
-//!    the commit leaves the old segments live and the outputs orphaned.
+//!    `target_bytes` (and `max_inputs`, `merge_memory_bytes`); a run is merged when it has
+//!    `min_segments` inputs or one of them needs a rewrite (deletes, retention). In a hot
+//!    window (today, or ended < 1 h ago) the largest input sits out while it outweighs all
+//!    the others together, so a growing segment is rewritten only when the small ones beside
+//!    it have caught up: each byte is rewritten O(log(target / flush size)) times instead of
+//!    once per pass; cold windows merge fully. (Details and tests: `lifecycle/plan.rs`.)
+//!    Each run is merged by streaming its inputs with the async Parquet reader, upgrading
+//!    them to the current schema (new columns become nulls), dropping rows hidden by delete
+//!    rules or retention, and k-way merging by (time, `_offset`) with DataFusion's streaming
+//!    merge. Outputs (zstd 3, split once they reach `target_bytes`, at 8,192-row batch
+//!    boundaries) go to fresh paths and are committed with one manifest commit that first
+//!    checks every input is still live: if a concurrent compactor or retention pass got there
+//!    first, the run is abandoned and its outputs become orphans for GC. A concurrent flush
+//!    only adds segments, which the commit keeps. A crash after the upload and before the
+//!    commit leaves the old segments live and the outputs orphaned.
 //! 3. **Deletes.** A [`DeleteRule`](strata_storage::DeleteRule) still pending for a segment
 //!    (its rows may sit below the rule's offset bound and `deletes_applied` is older) makes
 //!    that segment need a rewrite whatever its size. Once every shard has flushed past the
@@ -68,8 +73,9 @@ use strata_storage::{Catalog, TableManifest};
 use tokio::task::JoinHandle;
 
 pub use metrics::{
-    COMPACTION_BACKLOG, COMPACTION_BYTES_WRITTEN, COMPACTION_DURATION, COMPACTION_RUNS, GC_BYTES_RECLAIMED,
-    GC_OBJECTS_DELETED, LifecycleMetrics, RETENTION_SEGMENTS_DROPPED, TABLE_BYTES, TABLE_SEGMENTS,
+    COMPACTION_BACKLOG, COMPACTION_BYTES_WRITTEN, COMPACTION_DURATION, COMPACTION_RUNS,
+    GC_BYTES_RECLAIMED, GC_OBJECTS_DELETED, LifecycleMetrics, RETENTION_SEGMENTS_DROPPED,
+    TABLE_BYTES, TABLE_SEGMENTS,
 };
 
 use crate::settings::Settings;
@@ -93,7 +99,11 @@ pub enum Error {
     DataFusion(#[from] datafusion::error::DataFusionError),
     /// A delete rule's predicate does not plan against the table (the query path fails too).
     #[error("delete rule {id} (`{predicate}`) cannot be evaluated: {detail}")]
-    DeleteRule { id: u64, predicate: String, detail: String },
+    DeleteRule {
+        id: u64,
+        predicate: String,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -170,9 +180,15 @@ impl fmt::Debug for LifecycleOptions {
             .field("zstd_level", &self.zstd_level)
             .field("row_group_rows", &self.row_group_rows)
             .field("part_bytes", &self.part_bytes)
-            .field("retention_rewrite_fraction", &self.retention_rewrite_fraction)
+            .field(
+                "retention_rewrite_fraction",
+                &self.retention_rewrite_fraction,
+            )
             .field("gc", &self.gc)
-            .field("before_commit", &self.before_commit.as_ref().map(|_| "<hook>"))
+            .field(
+                "before_commit",
+                &self.before_commit.as_ref().map(|_| "<hook>"),
+            )
             .finish()
     }
 }
@@ -336,14 +352,18 @@ pub async fn run_pass(
         let tenant = match tenants.get(name.as_deref()).await {
             Ok(t) => t,
             Err(e) => {
-                report.errors.push(format!("tenant {name:?}: {}", e.message));
+                report
+                    .errors
+                    .push(format!("tenant {name:?}: {}", e.message));
                 continue;
             }
         };
         let tables = match tenant.catalog.list_tables().await {
             Ok(t) => t,
             Err(e) => {
-                report.errors.push(format!("tenant {name:?}: cannot list tables: {e}"));
+                report
+                    .errors
+                    .push(format!("tenant {name:?}: cannot list tables: {e}"));
                 continue;
             }
         };
@@ -394,11 +414,18 @@ pub async fn maintain_table(
             r.segments_after = m.segments.len();
             r.bytes_after = m.total_bytes();
             let cutoff = retention_cutoff(&m.table, now);
-            r.backlog = plan_runs(&m, opts, cutoff, now).iter().map(|run| run.inputs.len()).sum();
+            r.backlog = plan_runs(&m, opts, cutoff, now)
+                .iter()
+                .map(|run| run.inputs.len())
+                .sum();
             if let Some(mx) = metrics {
                 let labels = [tenant.unwrap_or("default"), table];
-                mx.segments.with_label_values(&labels).set(r.segments_after as i64);
-                mx.bytes.with_label_values(&labels).set(r.bytes_after as i64);
+                mx.segments
+                    .with_label_values(&labels)
+                    .set(r.segments_after as i64);
+                mx.bytes
+                    .with_label_values(&labels)
+                    .set(r.bytes_after as i64);
                 mx.backlog.with_label_values(&labels).set(r.backlog as i64);
             }
         }
@@ -500,7 +527,11 @@ async fn compact_run(
     let mut lost = false;
     let committed = catalog
         .commit(table, |m| {
-            let live = m.segments.iter().filter(|s| inputs.contains(s.path.as_str())).count();
+            let live = m
+                .segments
+                .iter()
+                .filter(|s| inputs.contains(s.path.as_str()))
+                .count();
             lost = live != inputs.len();
             if lost {
                 return Err(strata_storage::Error::InvalidInput(format!(
@@ -546,7 +577,11 @@ async fn compact_run(
 }
 
 /// Remove `inputs` from the segment list and put `outputs` where the first input was.
-fn replace_segments(m: &mut TableManifest, inputs: &HashSet<&str>, outputs: &[strata_storage::SegmentMeta]) {
+fn replace_segments(
+    m: &mut TableManifest,
+    inputs: &HashSet<&str>,
+    outputs: &[strata_storage::SegmentMeta],
+) {
     let at = m
         .segments
         .iter()
@@ -588,7 +623,9 @@ impl BackgroundTask {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let pass = AssertUnwindSafe(run_pass(&tenants, &opts, Some(&metrics))).catch_unwind().await;
+                let pass = AssertUnwindSafe(run_pass(&tenants, &opts, Some(&metrics)))
+                    .catch_unwind()
+                    .await;
                 match pass {
                     Ok(Ok(report)) => tracing::debug!(%report, "lifecycle pass done"),
                     Ok(Err(report)) => tracing::warn!(%report, "lifecycle pass had errors"),
@@ -598,7 +635,10 @@ impl BackgroundTask {
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        tracing::error!(panic = msg, "lifecycle pass panicked; continuing with the next one");
+                        tracing::error!(
+                            panic = msg,
+                            "lifecycle pass panicked; continuing with the next one"
+                        );
                     }
                 }
             }
@@ -615,5 +655,9 @@ pub fn spawn_background(
     registry: &prometheus::Registry,
 ) -> Result<BackgroundTask, String> {
     let metrics = LifecycleMetrics::new(registry).map_err(|e| format!("lifecycle metrics: {e}"))?;
-    Ok(BackgroundTask::start(tenants, LifecycleOptions::from_settings(s), metrics))
+    Ok(BackgroundTask::start(
+        tenants,
+        LifecycleOptions::from_settings(s),
+        metrics,
+    ))
 }

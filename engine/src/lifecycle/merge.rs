@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
+use arrow::compute::SortOptions;
 use arrow::compute::kernels::boolean::{and, and_not, not, or};
 use arrow::compute::kernels::cmp::lt;
 use arrow::compute::{filter_record_batch, prep_null_mask_filter};
-use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::common::DFSchema;
 use datafusion::error::DataFusionError;
@@ -85,11 +87,19 @@ pub(crate) async fn merge_run(env: &MergeEnv<'_>, run: &Run) -> Result<Merged> {
     let filter = Arc::new(RowFilter::new(env, run, &target)?);
     let counts = Arc::new(Counts::default());
     let n = run.inputs.len().max(1);
-    let batch_rows = (env.opts.merge_rows_budget / n).clamp(MIN_INPUT_BATCH_ROWS, MAX_INPUT_BATCH_ROWS);
+    let batch_rows =
+        (env.opts.merge_rows_budget / n).clamp(MIN_INPUT_BATCH_ROWS, MAX_INPUT_BATCH_ROWS);
     let opening: Vec<_> = run
         .inputs
         .iter()
-        .map(|seg| open_input(Arc::clone(env.store), seg.path.clone(), seg.bytes, batch_rows))
+        .map(|seg| {
+            open_input(
+                Arc::clone(env.store),
+                seg.path.clone(),
+                seg.bytes,
+                batch_rows,
+            )
+        })
         .collect();
     let readers: Vec<ParquetRecordBatchStream<SegmentReader>> = stream::iter(opening)
         .buffered(OPEN_CONCURRENCY)
@@ -97,7 +107,14 @@ pub(crate) async fn merge_run(env: &MergeEnv<'_>, run: &Run) -> Result<Merged> {
         .await?;
     let streams: Vec<SendableRecordBatchStream> = readers
         .into_iter()
-        .map(|r| prepare(r, Arc::clone(&target), Arc::clone(&filter), Arc::clone(&counts)))
+        .map(|r| {
+            prepare(
+                r,
+                Arc::clone(&target),
+                Arc::clone(&filter),
+                Arc::clone(&counts),
+            )
+        })
         .collect();
     let ordering = sort_order(env.manifest, &target)?;
     let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
@@ -195,7 +212,10 @@ fn sort_order(m: &TableManifest, schema: &SchemaRef) -> Result<LexOrdering> {
     let mut exprs = Vec::new();
     let mut key = |name: &str| -> Result<()> {
         let idx = schema.index_of(name)?;
-        exprs.push(PhysicalSortExpr::new(Arc::new(Column::new(name, idx)), SortOptions::default()));
+        exprs.push(PhysicalSortExpr::new(
+            Arc::new(Column::new(name, idx)),
+            SortOptions::default(),
+        ));
         Ok(())
     };
     if let Some(tc) = &m.table.time_column {
@@ -224,7 +244,12 @@ impl RowFilter {
         let eval_schema = Arc::new(Schema::new(fields));
         let mut rules = Vec::new();
         for rule in &env.manifest.deletes {
-            let Some(below) = rule.below_offsets.get(&run.shard).copied().filter(|b| *b > 0) else {
+            let Some(below) = rule
+                .below_offsets
+                .get(&run.shard)
+                .copied()
+                .filter(|b| *b > 0)
+            else {
                 continue;
             };
             if !run.inputs.iter().any(|s| rule_pending(rule, s)) {
@@ -244,7 +269,9 @@ impl RowFilter {
                 .sql
                 .create_physical_expr(expr, &df_schema)
                 .map_err(|e| rule_error(e.to_string()))?;
-            let ty = phys.data_type(&eval_schema).map_err(|e| rule_error(e.to_string()))?;
+            let ty = phys
+                .data_type(&eval_schema)
+                .map_err(|e| rule_error(e.to_string()))?;
             if ty != DataType::Boolean {
                 return Err(rule_error(format!("it is {ty}, not a boolean")));
             }
@@ -270,7 +297,9 @@ impl RowFilter {
         if let Some((idx, cutoff)) = self.retention {
             let ts = arrow::compute::cast(batch.column(idx), &DataType::Int64)?;
             let expired = nulls_false(lt(&ts, &Int64Array::new_scalar(cutoff))?);
-            counts.expired.fetch_add(expired.true_count() as u64, Ordering::Relaxed);
+            counts
+                .expired
+                .fetch_add(expired.true_count() as u64, Ordering::Relaxed);
             dropped = Some(expired);
         }
         if !self.rules.is_empty() {
@@ -280,15 +309,20 @@ impl RowFilter {
             let offsets = batch.column(self.offset_idx).as_primitive::<UInt64Type>();
             for (expr, below) in &self.rules {
                 let matched = expr.evaluate(&eval)?.into_array(n)?;
-                let matched = matched
-                    .as_boolean_opt()
-                    .ok_or_else(|| Error::Internal("a delete predicate did not give booleans".into()))?;
-                let deleted = and(&nulls_false(matched.clone()), &lt(offsets, &UInt64Array::new_scalar(*below))?)?;
+                let matched = matched.as_boolean_opt().ok_or_else(|| {
+                    Error::Internal("a delete predicate did not give booleans".into())
+                })?;
+                let deleted = and(
+                    &nulls_false(matched.clone()),
+                    &lt(offsets, &UInt64Array::new_scalar(*below))?,
+                )?;
                 let newly = match &dropped {
                     Some(d) => and_not(&deleted, d)?,
                     None => deleted.clone(),
                 };
-                counts.deleted.fetch_add(newly.true_count() as u64, Ordering::Relaxed);
+                counts
+                    .deleted
+                    .fetch_add(newly.true_count() as u64, Ordering::Relaxed);
                 dropped = Some(match dropped {
                     Some(d) => or(&d, &deleted)?,
                     None => deleted,
@@ -318,7 +352,13 @@ struct Output {
 }
 
 impl Output {
-    fn start(env: &MergeEnv<'_>, run: &Run, target: &SchemaRef, first: &RecordBatch, rows_hint: usize) -> Result<Self> {
+    fn start(
+        env: &MergeEnv<'_>,
+        run: &Run,
+        target: &SchemaRef,
+        first: &RecordBatch,
+        rows_hint: usize,
+    ) -> Result<Self> {
         let def = &env.manifest.table;
         let opts = SegmentOptions {
             row_group_rows: env.opts.row_group_rows,
@@ -330,7 +370,11 @@ impl Output {
         let path = paths::new_segment(&def.name, run.shard, first_ts);
         let upload = Upload::new(Arc::clone(env.store), path.clone(), env.opts.part_bytes);
         let writer = AsyncArrowWriter::try_new(upload, Arc::clone(target), Some(props))?;
-        Ok(Self { path, writer, stats })
+        Ok(Self {
+            path,
+            writer,
+            stats,
+        })
     }
 
     async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -361,7 +405,13 @@ impl Output {
             level: run.inputs.iter().map(|i| i.level).max().unwrap_or(0) + 1,
             // Every rule of the planning manifest was applied (or could not match); rules
             // dropped before it were applied to all inputs already.
-            deletes_applied: run.inputs.iter().map(|i| i.deletes_applied).max().unwrap_or(0).max(rules_max),
+            deletes_applied: run
+                .inputs
+                .iter()
+                .map(|i| i.deletes_applied)
+                .max()
+                .unwrap_or(0)
+                .max(rules_max),
             created_at_ms: env.now_ms,
             columns: s.columns,
         })
@@ -430,7 +480,11 @@ impl StatsBuilder {
 }
 
 /// Keep in `acc` whichever of `acc` and `v` compares as `want` (Less: min, Greater: max).
-fn merge_extreme(acc: &mut Option<serde_json::Value>, v: Option<serde_json::Value>, want: std::cmp::Ordering) {
+fn merge_extreme(
+    acc: &mut Option<serde_json::Value>,
+    v: Option<serde_json::Value>,
+    want: std::cmp::Ordering,
+) {
     let Some(v) = v else { return };
     match acc {
         None => *acc = Some(v),

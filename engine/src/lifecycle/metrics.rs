@@ -38,20 +38,41 @@ pub struct LifecycleMetrics {
 impl LifecycleMetrics {
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let labels = &["tenant", "table"];
-        let segments = IntGaugeVec::new(Opts::new(TABLE_SEGMENTS, "Live segments of a table."), labels)?;
-        let bytes = IntGaugeVec::new(Opts::new(TABLE_BYTES, "Bytes of a table's live segments."), labels)?;
+        let segments = IntGaugeVec::new(
+            Opts::new(TABLE_SEGMENTS, "Live segments of a table."),
+            labels,
+        )?;
+        let bytes = IntGaugeVec::new(
+            Opts::new(TABLE_BYTES, "Bytes of a table's live segments."),
+            labels,
+        )?;
         let backlog = IntGaugeVec::new(
-            Opts::new(COMPACTION_BACKLOG, "Segments of a table waiting for compaction."),
+            Opts::new(
+                COMPACTION_BACKLOG,
+                "Segments of a table waiting for compaction.",
+            ),
             labels,
         )?;
         let runs = IntCounter::new(COMPACTION_RUNS, "Compaction runs committed.")?;
-        let bytes_written = IntCounter::new(COMPACTION_BYTES_WRITTEN, "Bytes of compacted segments written.")?;
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(COMPACTION_DURATION, "Duration of one compaction run, first read to commit.")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        let bytes_written = IntCounter::new(
+            COMPACTION_BYTES_WRITTEN,
+            "Bytes of compacted segments written.",
         )?;
-        let gc_bytes = IntCounter::new(GC_BYTES_RECLAIMED, "Bytes of unreferenced objects deleted by GC.")?;
-        let gc_objects = IntCounter::new(GC_OBJECTS_DELETED, "Unreferenced objects deleted by GC.")?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                COMPACTION_DURATION,
+                "Duration of one compaction run, first read to commit.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        let gc_bytes = IntCounter::new(
+            GC_BYTES_RECLAIMED,
+            "Bytes of unreferenced objects deleted by GC.",
+        )?;
+        let gc_objects =
+            IntCounter::new(GC_OBJECTS_DELETED, "Unreferenced objects deleted by GC.")?;
         let retention_dropped = IntCounter::new(
             RETENTION_SEGMENTS_DROPPED,
             "Wholly expired segments removed by retention.",

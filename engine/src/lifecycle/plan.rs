@@ -68,13 +68,22 @@ pub(crate) fn wholly_expired(seg: &SegmentMeta, cutoff: i64) -> bool {
 
 /// Whether `rule` may still hide rows of `seg` that are physically present.
 pub(crate) fn rule_pending(rule: &DeleteRule, seg: &SegmentMeta) -> bool {
-    rule.id > seg.deletes_applied && rule.below_offsets.get(&seg.shard).is_some_and(|b| seg.min_offset < *b)
+    rule.id > seg.deletes_applied
+        && rule
+            .below_offsets
+            .get(&seg.shard)
+            .is_some_and(|b| seg.min_offset < *b)
 }
 
 /// Whether `seg` must be rewritten whatever its size: a delete rule still applies to it, or
 /// at least `fraction` of its time span is past the retention cutoff (estimated linearly,
 /// so a big segment is not rewritten every pass as the cutoff creeps through it).
-pub(crate) fn needs_rewrite(m: &TableManifest, seg: &SegmentMeta, cutoff: Option<i64>, fraction: f64) -> bool {
+pub(crate) fn needs_rewrite(
+    m: &TableManifest,
+    seg: &SegmentMeta,
+    cutoff: Option<i64>,
+    fraction: f64,
+) -> bool {
     if m.deletes.iter().any(|r| rule_pending(r, seg)) {
         return true;
     }
@@ -93,7 +102,12 @@ fn window(seg: &SegmentMeta) -> Option<i64> {
 }
 
 fn is_hot(window: Option<i64>, now_micros: i64) -> bool {
-    window.is_none_or(|w| (w + 1).saturating_mul(WINDOW_MICROS).saturating_add(HOT_GRACE_MICROS) > now_micros)
+    window.is_none_or(|w| {
+        (w + 1)
+            .saturating_mul(WINDOW_MICROS)
+            .saturating_add(HOT_GRACE_MICROS)
+            > now_micros
+    })
 }
 
 /// The runs to compact, most urgent first (runs with rewrites, then by shard and time).
@@ -111,7 +125,12 @@ fn is_hot(window: Option<i64>, now_micros: i64) -> bool {
 ///    segments.
 /// 4. A run is kept when it has at least `min_segments` inputs (and at least 2), or when one
 ///    of its inputs needs a rewrite.
-pub(crate) fn plan_runs(m: &TableManifest, opts: &LifecycleOptions, cutoff: Option<i64>, now_micros: i64) -> Vec<Run> {
+pub(crate) fn plan_runs(
+    m: &TableManifest,
+    opts: &LifecycleOptions,
+    cutoff: Option<i64>,
+    now_micros: i64,
+) -> Vec<Run> {
     let small = opts.target_bytes / 2;
     let columns = m.table.schema.fields().len() as u64 + 1;
     let fraction = opts.retention_rewrite_fraction;
@@ -121,12 +140,17 @@ pub(crate) fn plan_runs(m: &TableManifest, opts: &LifecycleOptions, cutoff: Opti
             continue; // retention removes it without reading it
         }
         if seg.bytes < small || needs_rewrite(m, seg, cutoff, fraction) {
-            groups.entry((seg.shard, window(seg))).or_default().push(seg);
+            groups
+                .entry((seg.shard, window(seg)))
+                .or_default()
+                .push(seg);
         }
     }
     let mut runs: Vec<(bool, Run)> = Vec::new();
     for ((shard, win), mut segs) in groups {
-        segs.sort_by(|a, b| (a.min_ts, a.min_offset, &a.path).cmp(&(b.min_ts, b.min_offset, &b.path)));
+        segs.sort_by(|a, b| {
+            (a.min_ts, a.min_offset, &a.path).cmp(&(b.min_ts, b.min_offset, &b.path))
+        });
         let hot = is_hot(win, now_micros);
         let mut packed: Vec<Vec<&SegmentMeta>> = Vec::new();
         let mut cur: Vec<&SegmentMeta> = Vec::new();
@@ -187,8 +211,14 @@ pub(crate) fn applied_rules(m: &TableManifest) -> Vec<u64> {
         .filter(|rule| {
             rule.below_offsets.iter().all(|(shard, below)| {
                 *below == 0
-                    || (m.shards.get(shard).is_none_or(|st| st.flushed_offset >= *below)
-                        && !m.segments.iter().any(|seg| seg.shard == *shard && rule_pending(rule, seg)))
+                    || (m
+                        .shards
+                        .get(shard)
+                        .is_none_or(|st| st.flushed_offset >= *below)
+                        && !m
+                            .segments
+                            .iter()
+                            .any(|seg| seg.shard == *shard && rule_pending(rule, seg)))
             })
         })
         .map(|r| r.id)

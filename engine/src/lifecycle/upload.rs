@@ -13,7 +13,9 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::errors::ParquetError;
 
@@ -69,7 +71,9 @@ impl AsyncFileWriter for Upload {
         async move {
             self.written += bs.len() as u64;
             if let Some(mp) = self.multipart.as_mut() {
-                mp.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(store_error)?;
+                mp.wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(store_error)?;
                 mp.put(bs);
                 return Ok(());
             }
@@ -100,13 +104,21 @@ impl AsyncFileWriter for Upload {
                     mp.finish().await.map_err(store_error)?;
                 }
                 None => {
-                    let payload: PutPayload = std::mem::take(&mut self.buffered).into_iter().collect();
+                    let payload: PutPayload =
+                        std::mem::take(&mut self.buffered).into_iter().collect();
                     self.buffered_len = 0;
-                    match self.store.put_opts(&self.path, payload, PutOptions::from(PutMode::Create)).await {
+                    match self
+                        .store
+                        .put_opts(&self.path, payload, PutOptions::from(PutMode::Create))
+                        .await
+                    {
                         Ok(_) => {}
                         // The path is a fresh UUIDv7 of this process: the object that exists is
                         // this very upload, applied by an attempt whose response was lost.
-                        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
+                        Err(
+                            object_store::Error::AlreadyExists { .. }
+                            | object_store::Error::Precondition { .. },
+                        ) => {}
                         Err(e) => return Err(store_error(e)),
                     }
                 }
@@ -130,18 +142,34 @@ mod tests {
             u.write(c.clone()).await.expect("write");
         }
         u.complete().await.expect("complete");
-        assert_eq!(u.written(), chunks.iter().map(|c| c.len() as u64).sum::<u64>());
-        store.get(&path).await.expect("stored").bytes().await.expect("body")
+        assert_eq!(
+            u.written(),
+            chunks.iter().map(|c| c.len() as u64).sum::<u64>()
+        );
+        store
+            .get(&path)
+            .await
+            .expect("stored")
+            .bytes()
+            .await
+            .expect("body")
     }
 
     #[tokio::test]
     async fn small_outputs_are_one_put_and_big_ones_multipart() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let small = [Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
-        assert_eq!(upload(&store, "s", &small).await, Bytes::from_static(b"abcdef"));
+        assert_eq!(
+            upload(&store, "s", &small).await,
+            Bytes::from_static(b"abcdef")
+        );
         let chunks: Vec<Bytes> = (0..6u8).map(|i| Bytes::from(vec![i; 2 << 20])).collect();
         let body = upload(&store, "big", &chunks).await;
         assert_eq!(body.len(), 12 << 20);
-        assert!(body.chunks(2 << 20).enumerate().all(|(i, c)| c.iter().all(|b| *b == i as u8)));
+        assert!(
+            body.chunks(2 << 20)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|b| *b == i as u8))
+        );
     }
 }

@@ -1,0 +1,391 @@
+//! `strata serve` end to end: JSON ingest and dead letters, bad input, log reads and tails,
+//! auth and tenants, the CLI, graceful shutdown. Real processes, real S3 server.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use arrow_flight::{FlightClient, Ticket};
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+
+fn serve(test: &str, extra: &[&str]) -> (Proc, tempfile::TempDir, String) {
+    let url = s3_url(test);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "serve",
+        "--object-store",
+        url.as_str(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::start(&args, &[]);
+    (p, dir, url)
+}
+
+async fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+fn strata(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_ingest_rejects_or_dead_letters_bad_lines() {
+    let (p, _d, _) = serve("json", &[]);
+    let good = "{\"ts\":\"2026-01-01T00:00:00Z\",\"host\":\"a\",\"n\":1}\n{\"ts\":\"2026-01-01T00:00:01Z\",\"host\":\"b\",\"n\":2}\n";
+    let (code, body) = http("POST", &format!("{}/v1/ingest/jl", p.http), good, None).await;
+    assert_eq!(code, 200, "{body}");
+    let bad = "{\"ts\":\"2026-01-01T00:00:02Z\",\"host\":\"c\",\"n\":3}\n{\"ts\":\"2026-01-01T00:00:03Z\",\"host\":\"d\",\"n\":\"oops\"}\n";
+    let (code, body) = http("POST", &format!("{}/v1/ingest/jl", p.http), bad, None).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("line 2"), "{body}");
+    let mut c = sql_client(&p.grpc).await;
+    assert_eq!(
+        scalar_i64(&query(&mut c, "SELECT count(*) FROM jl").await.unwrap()),
+        2,
+        "a rejected request stores nothing"
+    );
+    let (code, body) = http(
+        "POST",
+        &format!("{}/v1/ingest/jl?on_error=dead_letter", p.http),
+        bad,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"rejected\":1"), "{body}");
+    assert_eq!(
+        scalar_i64(&query(&mut c, "SELECT count(*) FROM jl").await.unwrap()),
+        3
+    );
+    let b = query(&mut c, "SELECT line, error FROM jl__rejected")
+        .await
+        .unwrap();
+    assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let line = arrow::compute::cast(b[0].column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    assert_eq!(
+        line.as_primitive::<arrow::datatypes::Int64Type>().value(0),
+        2
+    );
+    // Malformed JSON.
+    let (code, _) = http(
+        "POST",
+        &format!("{}/v1/ingest/jl", p.http),
+        "{not json",
+        None,
+    )
+    .await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_writes_are_invalid_argument_and_store_nothing() {
+    let (p, _d, _) = serve("badput", &["--max-batch-bytes", "200000"]);
+    put(&p.grpc, "t", logs_batch(0, 10), None).await.unwrap();
+    // Type conflict names the column and both types.
+    let wrong = RecordBatch::try_from_iter(vec![
+        (
+            "ts",
+            std::sync::Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![1])) as _,
+        ),
+        (
+            "id",
+            std::sync::Arc::new(arrow::array::StringArray::from(vec!["x"])) as _,
+        ),
+    ])
+    .unwrap();
+    let e = put(&p.grpc, "t", wrong, None).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message().contains("`id`") && e.message().contains("Int64"),
+        "{}",
+        e.message()
+    );
+    // Missing time column.
+    let no_ts = RecordBatch::try_from_iter(vec![(
+        "id",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as _,
+    )])
+    .unwrap();
+    let e = put(&p.grpc, "t", no_ts, None).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("ts"), "{}", e.message());
+    // Oversized.
+    let e = put(&p.grpc, "t", logs_batch(0, 50_000), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    // Bad SQL: INVALID_ARGUMENT with a position; unknown table; confinement.
+    let mut c = sql_client(&p.grpc).await;
+    let e = query(&mut c, "SELEC 1").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let e = query(&mut c, "SELECT * FROM nope").await.unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::InvalidArgument | tonic::Code::NotFound
+        ),
+        "{e}"
+    );
+    let e = query(
+        &mut c,
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    // The server is up and nothing partial was stored.
+    assert_eq!(
+        scalar_i64(&query(&mut c, "SELECT count(*) FROM t").await.unwrap()),
+        10
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_reads_by_offset_and_tails() {
+    let (p, _d, _) = serve("log", &["--default-shards", "1"]);
+    put(&p.grpc, "lg", logs_batch(0, 100), None).await.unwrap();
+    let mut fc = FlightClient::new(channel(&p.grpc).await);
+    let ticket = Ticket::new(r#"{"log":{"table":"lg","shard":0,"from_offset":40,"max_rows":25}}"#);
+    let batches: Vec<RecordBatch> = fc
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let offs: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("_offset")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(offs, (40..65).collect::<Vec<u64>>());
+    // A tail from the end sees rows acknowledged later.
+    let ticket = Ticket::new(r#"{"log":{"table":"lg","shard":0,"from_offset":100,"follow":true}}"#);
+    let mut tail = fc.do_get(ticket).await.unwrap();
+    put(&p.grpc, "lg", logs_batch(100, 5), None).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tail.next().await {
+                Some(Ok(b)) if b.num_rows() > 0 => return b,
+                Some(Ok(_)) => continue,
+                other => panic!("tail ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the tail delivers new records within 5 s");
+    let off = next
+        .column_by_name("_offset")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
+    assert_eq!(off.value(0), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_scope_calls_and_tenants_see_only_their_tables() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        tokens.path(),
+        r#"
+[[tokens]]
+token = "acme-writer"
+tenant = "acme"
+scopes = ["read", "write"]
+[[tokens]]
+token = "acme-reader"
+tenant = "acme"
+scopes = ["read"]
+[[tokens]]
+token = "globex-writer"
+tenant = "globex"
+scopes = ["read", "write"]
+"#,
+    )
+    .unwrap();
+    let (p, _d, _) = serve(
+        "auth",
+        &["--auth-tokens-file", tokens.path().to_str().unwrap()],
+    );
+    let with = |t: &str| {
+        let grpc = p.grpc.clone();
+        let t = t.to_string();
+        async move {
+            let mut c = sql_client(&grpc).await;
+            c.set_header("authorization", format!("Bearer {t}"));
+            c
+        }
+    };
+    // No token / a wrong token.
+    let mut anon = sql_client(&p.grpc).await;
+    assert_eq!(
+        query(&mut anon, "SELECT 1").await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let mut wrong = with("nope").await;
+    assert_eq!(
+        query(&mut wrong, "SELECT 1").await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    // HTTP ingest with a read token: 403; with a writer: 200.
+    let row = "{\"ts\":\"2026-01-01T00:00:00Z\",\"v\":1}\n";
+    let (code, _) = http(
+        "POST",
+        &format!("{}/v1/ingest/secret", p.http),
+        row,
+        Some("acme-reader"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, _) = http("POST", &format!("{}/v1/ingest/secret", p.http), row, None).await;
+    assert_eq!(code, 401);
+    let (code, body) = http(
+        "POST",
+        &format!("{}/v1/ingest/secret", p.http),
+        row,
+        Some("acme-writer"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // A write over Flight SQL with a read token: PERMISSION_DENIED.
+    let mut reader = with("acme-reader").await;
+    let e = query(&mut reader, "DELETE FROM secret WHERE v = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert_eq!(
+        scalar_i64(
+            &query(&mut reader, "SELECT count(*) FROM secret")
+                .await
+                .unwrap()
+        ),
+        1
+    );
+    // Another tenant does not see acme's table.
+    let mut globex = with("globex-writer").await;
+    let e = query(&mut globex, "SELECT count(*) FROM secret")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::InvalidArgument | tonic::Code::NotFound
+        ),
+        "{e}"
+    );
+    // Tokens never appear in the error messages.
+    assert!(!e.message().contains("globex-writer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_against_serve_and_sigterm_flushes() {
+    let (mut p, _d, url) = serve("cli", &[]);
+    let csv = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+    let mut text = String::from("ts,host,latency_ms\n");
+    for i in 0..500 {
+        text.push_str(&format!(
+            "2026-01-01T00:00:{:02}Z,h{},{}.5\n",
+            i % 60,
+            i % 7,
+            i
+        ));
+    }
+    std::fs::write(csv.path(), text).unwrap();
+    let (ok, out, err) = strata(&[
+        "ingest",
+        csv.path().to_str().unwrap(),
+        "--table",
+        "loaded",
+        "--gateway",
+        &p.grpc,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("loaded 500 rows"), "{out}");
+    let (ok, out, err) = strata(&[
+        "sql",
+        "--gateway",
+        &p.grpc,
+        "--format",
+        "csv",
+        "-e",
+        "SELECT count(*) AS n FROM loaded",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().nth(1), Some("500"), "{out}");
+    let (ok, out, _) = strata(&[
+        "sql",
+        "--gateway",
+        &p.grpc,
+        "--format",
+        "json",
+        "-e",
+        "SELECT host, count(*) AS n FROM loaded GROUP BY host ORDER BY host LIMIT 1",
+    ]);
+    assert!(ok);
+    assert!(
+        out.contains("\"host\":\"h0\"") && out.contains("\"n\":72"),
+        "{out}"
+    );
+    let (ok, _, err) = strata(&["sql", "--gateway", &p.grpc, "-e", "SELECT nope FROM loaded"]);
+    assert!(!ok && err.contains("InvalidArgument"), "{err}");
+    let (ok, out, err) = strata(&["status", "--http", &p.http]);
+    assert!(ok, "{err}");
+    assert!(out.contains("loaded"), "{out}");
+    let (ok, out, _) = strata(&["config", "--object-store", "s3://b/p"]);
+    assert!(ok && out.contains("s3://b/p"), "{out}");
+    // Graceful shutdown: SIGTERM flushes acknowledged rows into segments, then exits 0.
+    let status = p.terminate();
+    assert!(status.success(), "{status:?}");
+    let u = strata_storage::StoreUrl::parse(&url).unwrap();
+    let store = strata_storage::open_store(&u, &strata_storage::S3Options::from_env())
+        .await
+        .unwrap();
+    let m = strata_storage::Catalog::new(store)
+        .load("loaded")
+        .await
+        .unwrap();
+    assert_eq!(
+        m.total_rows(),
+        500,
+        "every acknowledged row is in a segment after SIGTERM"
+    );
+}
