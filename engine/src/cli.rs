@@ -257,15 +257,87 @@ impl NodeArgs {
     }
 }
 
-/// Defaults, then the config file, then flags.
-pub fn load_settings(
-    config: Option<&std::path::Path>,
-    node: &NodeArgs,
-) -> Result<Settings, String> {
-    let mut s = match config {
-        Some(p) => Settings::from_file(p)?,
-        None => Settings::default(),
+/// Defaults, then the config file, then `STRATA__SECTION__KEY` variables (any key of the
+/// file, e.g. `STRATA__INGEST__FLUSH_BYTES=1000000` or `STRATA__REMOTE__BREAKER__OPEN_FOR=2s`),
+/// then flags and their `STRATA_*` variables.
+pub fn load_settings(config: Option<&std::path::Path>, node: &NodeArgs) -> Result<Settings, String> {
+    let mut doc: toml::Table = match config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read config {}: {e}", p.display()))?;
+            text.parse().map_err(|e| format!("invalid config {}: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
     };
+    apply_env_overrides(&mut doc, std::env::vars())?;
+    let mut s: Settings = doc.try_into().map_err(|e| format!("invalid configuration: {e}"))?;
     node.apply(&mut s)?;
     Ok(s)
+}
+
+/// Set `a.b.c` in `doc` for every `STRATA__A__B__C=value`. Values parse as TOML scalars
+/// (numbers, booleans) or arrays when they can, else as strings.
+pub fn apply_env_overrides(
+    doc: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), String> {
+    for (k, v) in vars {
+        let Some(path) = k.strip_prefix("STRATA__") else { continue };
+        let keys: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let value = format!("v = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
+        let mut table = &mut *doc;
+        for key in &keys[..keys.len() - 1] {
+            let entry = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| format!("{k}: `{key}` is not a section"))?;
+        }
+        if let Some(last) = keys.last() {
+            table.insert(last.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_reach_any_key() {
+        let mut doc = toml::Table::new();
+        let vars = [
+            ("STRATA__INGEST__FLUSH_BYTES", "1000"),
+            ("STRATA__REMOTE__BREAKER__OPEN_FOR", "2s"),
+            ("STRATA__CLUSTER__COMPUTE_NODES", "[\"a:1\", \"b:2\"]"),
+            ("OTHER", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env_overrides(&mut doc, vars.into_iter()).unwrap();
+        let s: Settings = doc.try_into().unwrap();
+        assert_eq!(s.ingest.flush_bytes, Some(1000));
+        assert_eq!(s.remote.breaker.open_for, std::time::Duration::from_secs(2));
+        assert_eq!(s.cluster.compute_nodes, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "[node]\ngrpc_addr = \"127.0.0.1:1\"\n[ingest]\nflush_bytes = 5\n").unwrap();
+        let args = NodeArgs {
+            grpc_addr: Some("127.0.0.1:2".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = load_settings(Some(f.path()), &args).unwrap();
+        assert_eq!(s.node.grpc_addr.port(), 2);
+        assert_eq!(s.ingest.flush_bytes, Some(5));
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bad.path(), "[ingest]\nflush_bytez = 5\n").unwrap();
+        let e = load_settings(Some(bad.path()), &NodeArgs::default()).unwrap_err();
+        assert!(e.contains("flush_bytez"), "{e}");
+    }
 }

@@ -120,7 +120,7 @@ pub struct QuerySettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionSettings {
-    /// Seconds between compaction passes. Default: 60.
+    /// Seconds between compaction passes; 0 turns background compaction off. Default: 60.
     pub interval_secs: Option<u64>,
     /// Target segment size in bytes. Default: 128 MiB.
     pub target_bytes: Option<u64>,
@@ -214,9 +214,44 @@ impl Settings {
         }
     }
 
-    /// The settings as TOML with secrets replaced by `***`.
-    pub fn masked_toml(&self) -> String {
+    /// Every optional key filled with the value in effect (defaults included).
+    pub fn effective(&self) -> Self {
         let mut s = self.clone();
+        s.storage.object_store = Some(self.object_store_url());
+        s.storage.request_timeout_secs.get_or_insert(30);
+        s.storage.retry_attempts.get_or_insert(5);
+        let i = self.ingest_config();
+        s.ingest = IngestSettings {
+            group_commit_ms: Some(i.group_commit_interval.as_millis() as u64),
+            flush_bytes: Some(i.flush_bytes),
+            flush_age_secs: Some(i.flush_age.as_secs()),
+            max_batch_bytes: Some(i.max_batch_bytes),
+            max_shard_bytes: Some(i.max_shard_bytes),
+            max_node_bytes: Some(i.max_node_bytes),
+            default_shards: Some(i.default_shards),
+            auto_create: Some(i.auto_create),
+        };
+        let q = self.query_config();
+        s.query = QuerySettings {
+            memory_limit_bytes: Some(q.memory_limit_bytes),
+            timeout_secs: Some(q.query_timeout.as_secs()),
+            max_concurrent: Some(q.max_concurrent_queries),
+            cache_memory_bytes: Some(q.cache_memory_bytes),
+            cache_disk_bytes: Some(q.cache_disk_bytes),
+            cache_dir: Some(self.cache_dir()),
+            target_partitions: Some(q.target_partitions),
+        };
+        let c = &mut s.compaction;
+        c.interval_secs.get_or_insert(60);
+        c.target_bytes.get_or_insert(128 << 20);
+        c.gc_min_age_secs.get_or_insert(3600);
+        c.keep_versions.get_or_insert(10);
+        s
+    }
+
+    /// The effective settings as TOML with secrets replaced by `***`.
+    pub fn masked_toml(&self) -> String {
+        let mut s = self.effective();
         if s.storage.s3_secret_access_key.is_some() {
             s.storage.s3_secret_access_key = Some("***".into());
         }
