@@ -187,6 +187,17 @@ fn tables_columns(tables: &[&Value]) -> Columns {
                 .collect(),
         ),
     ];
+    cols.push((
+        "retention",
+        tables
+            .iter()
+            .map(|t| match t.get("retention_secs").and_then(Value::as_u64) {
+                Some(secs) => humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+                None => "forever".to_string(),
+            })
+            .collect(),
+    ));
+    cols.push(("delete rules", field("delete_rules")));
     if tables.iter().any(|t| t.get("wal_entries").is_some()) {
         cols.push(("wal entries", field("wal_entries")));
     }
