@@ -60,6 +60,11 @@ impl StrataFlightService {
         {
             caller.tenant = Some(t.to_string());
         }
+        tracing::debug!(
+            request_id = caller.request_id,
+            tenant = caller.tenant.as_deref().unwrap_or("default"),
+            "call admitted"
+        );
         Ok(CallContext { caller, timeout })
     }
 }

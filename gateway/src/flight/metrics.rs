@@ -74,6 +74,12 @@ impl GrpcMetrics {
     }
 
     fn record(&self, method: &'static str, code: Code, start: Instant) {
+        let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+        if code == Code::Ok {
+            tracing::debug!(method, code = code_name(code), elapsed_ms, "call finished");
+        } else {
+            tracing::info!(method, code = code_name(code), elapsed_ms, "call failed");
+        }
         self.inner
             .requests
             .with_label_values(&[method, code_name(code)])
