@@ -260,17 +260,23 @@ impl NodeArgs {
 /// Defaults, then the config file, then `STRATA__SECTION__KEY` variables (any key of the
 /// file, e.g. `STRATA__INGEST__FLUSH_BYTES=1000000` or `STRATA__REMOTE__BREAKER__OPEN_FOR=2s`),
 /// then flags and their `STRATA_*` variables.
-pub fn load_settings(config: Option<&std::path::Path>, node: &NodeArgs) -> Result<Settings, String> {
+pub fn load_settings(
+    config: Option<&std::path::Path>,
+    node: &NodeArgs,
+) -> Result<Settings, String> {
     let mut doc: toml::Table = match config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read config {}: {e}", p.display()))?;
-            text.parse().map_err(|e| format!("invalid config {}: {e}", p.display()))?
+            text.parse()
+                .map_err(|e| format!("invalid config {}: {e}", p.display()))?
         }
         None => toml::Table::new(),
     };
     apply_env_overrides(&mut doc, std::env::vars())?;
-    let mut s: Settings = doc.try_into().map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut s: Settings = doc
+        .try_into()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
     node.apply(&mut s)?;
     Ok(s)
 }
@@ -282,7 +288,9 @@ pub fn apply_env_overrides(
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), String> {
     for (k, v) in vars {
-        let Some(path) = k.strip_prefix("STRATA__") else { continue };
+        let Some(path) = k.strip_prefix("STRATA__") else {
+            continue;
+        };
         let keys: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
         let value = format!("v = {v}")
             .parse::<toml::Table>()
@@ -294,7 +302,9 @@ pub fn apply_env_overrides(
             let entry = table
                 .entry(key.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            table = entry.as_table_mut().ok_or_else(|| format!("{k}: `{key}` is not a section"))?;
+            table = entry
+                .as_table_mut()
+                .ok_or_else(|| format!("{k}: `{key}` is not a section"))?;
         }
         if let Some(last) = keys.last() {
             table.insert(last.clone(), value);
@@ -327,7 +337,11 @@ mod tests {
     #[test]
     fn flags_win_over_the_file() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), "[node]\ngrpc_addr = \"127.0.0.1:1\"\n[ingest]\nflush_bytes = 5\n").unwrap();
+        std::fs::write(
+            f.path(),
+            "[node]\ngrpc_addr = \"127.0.0.1:1\"\n[ingest]\nflush_bytes = 5\n",
+        )
+        .unwrap();
         let args = NodeArgs {
             grpc_addr: Some("127.0.0.1:2".parse().unwrap()),
             ..Default::default()

@@ -449,3 +449,247 @@ impl strata_gateway::QueryBackend for LocalQuery {
         Ok(out)
     }
 }
+
+/// What a query reads, for the gateway's result cache
+/// ([`strata_gateway::result_cache`]): per table, the manifest version, and per shard the
+/// newest WAL sequence — acknowledged rows are visible from the WAL before a flush commits
+/// them to the manifest, so a write changes the key as surely as a commit does.
+///
+/// Cacheable is only a single plain query (`SELECT` / `WITH` / set operations) over
+/// existing tables of `strata.public`, calling none of `now()`, `random()`, `uuid()`,
+/// `today()`, `current_*`, `localtime*`. Costs one manifest LIST (plus a GET when it
+/// changed) and one WAL LIST per shard, for every table the query reads.
+///
+/// # Freshness
+/// Compute engines reuse a manifest for `manifest_ttl` (100 ms by default), so a query
+/// started just after a commit may still run on the previous manifest. A result is cached
+/// only once every manifest version it reads has been known to this source for `settle`
+/// (at least the compute nodes' `manifest_ttl`); before that, queries run uncached. New WAL
+/// entries need no wait: every query lists the WAL afresh. Time-based effects that no
+/// version records (rows aging past retention) are bounded by the cache's TTL.
+pub struct CatalogVersions {
+    tenants: Arc<Tenants>,
+    settle: Duration,
+    seen: std::sync::Mutex<SeenVersions>,
+}
+
+/// (tenant, table) → the newest manifest version seen, and when it was first seen.
+type SeenVersions =
+    std::collections::HashMap<(Option<String>, String), (u64, tokio::time::Instant)>;
+
+impl CatalogVersions {
+    /// At most this many (tenant, table) pairs are tracked; beyond, the memory of when
+    /// versions were first seen is reset (results then go uncached for `settle`).
+    const MAX_TRACKED: usize = 100_000;
+
+    pub fn new(tenants: Arc<Tenants>, settle: Duration) -> Self {
+        Self {
+            tenants,
+            settle,
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The tables a statement reads, if its result may be cached.
+    fn cacheable_tables(sql: &str) -> Option<Vec<String>> {
+        use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+        use datafusion::sql::sqlparser::ast::{Expr, Statement, visit_expressions};
+        let sql = strata_compute::statement::number_placeholders(sql);
+        let mut statements = DFParser::parse_sql(&sql).ok()?;
+        if statements.len() != 1 {
+            return None;
+        }
+        let statement = statements.pop_front()?;
+        let DFStatement::Statement(inner) = &statement else {
+            return None;
+        };
+        if !matches!(inner.as_ref(), Statement::Query(_)) {
+            return None;
+        }
+        let volatile = visit_expressions(inner.as_ref(), |e| match e {
+            Expr::Function(f) => {
+                let name = f
+                    .name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .unwrap_or_default();
+                let volatile = name.starts_with("current_")
+                    || matches!(
+                        name.as_str(),
+                        "now"
+                            | "today"
+                            | "random"
+                            | "rand"
+                            | "uuid"
+                            | "gen_random_uuid"
+                            | "localtime"
+                            | "localtimestamp"
+                    );
+                if volatile {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            }
+            _ => std::ops::ControlFlow::Continue(()),
+        });
+        if volatile.is_break() {
+            return None;
+        }
+        let (refs, _ctes) =
+            datafusion::sql::resolve::resolve_table_references(&statement, true).ok()?;
+        let mut tables = refs
+            .iter()
+            .map(|r| {
+                let catalog_ok = r
+                    .catalog()
+                    .is_none_or(|c| c == strata_compute::CATALOG_NAME);
+                let schema_ok = r.schema().is_none_or(|s| s == strata_compute::SCHEMA_NAME);
+                (catalog_ok && schema_ok).then(|| r.table().to_ascii_lowercase())
+            })
+            .collect::<Option<Vec<String>>>()?;
+        tables.sort();
+        tables.dedup();
+        Some(tables)
+    }
+
+    /// `(table, manifest version, [(shard, newest WAL sequence + 1, or 0)])`; `None` if
+    /// the table does not exist.
+    async fn table_versions(
+        catalog: &strata_storage::Catalog,
+        table: &str,
+    ) -> Result<Option<(String, u64, Vec<(u32, u64)>)>, BackendError> {
+        use futures::TryStreamExt;
+        let m = match catalog.load(table).await {
+            Ok(m) => m,
+            Err(
+                strata_storage::Error::TableNotFound(_) | strata_storage::Error::InvalidInput(_),
+            ) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(from_storage(&e)),
+        };
+        let store = catalog.store();
+        let m = &m;
+        let wal: Vec<(u32, u64)> = futures::stream::iter(0..m.table.num_shards)
+            .map(|shard| async move {
+                let floor = m.shards.get(&shard).map_or(0, |s| s.flushed_wal_seq);
+                let listed = strata_storage::wal::list(store.as_ref(), &m.table.name, shard, floor)
+                    .await
+                    .map_err(|e| from_storage(&e))?;
+                Ok::<_, BackendError>((shard, listed.last().map_or(0, |(seq, _)| seq + 1)))
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        Ok(Some((m.table.name.clone(), m.version, wal)))
+    }
+
+    /// Whether `version` of the table has been known for `settle` at `now`.
+    fn settled(
+        &self,
+        tenant: Option<&String>,
+        table: &str,
+        version: u64,
+        now: tokio::time::Instant,
+    ) -> bool {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= Self::MAX_TRACKED {
+            seen.clear();
+        }
+        let (known, since) = seen
+            .entry((tenant.cloned(), table.to_string()))
+            .or_insert((version, now));
+        if version > *known {
+            (*known, *since) = (version, now);
+        }
+        // An older version than one seen before: a lagging read; do not cache it.
+        version == *known && now.saturating_duration_since(*since) >= self.settle
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_gateway::VersionSource for CatalogVersions {
+    async fn versions(
+        &self,
+        caller: &Caller,
+        sql: &str,
+    ) -> Result<Option<Vec<(String, u64)>>, BackendError> {
+        let Some(tables) = Self::cacheable_tables(sql) else {
+            return Ok(None);
+        };
+        let started = tokio::time::Instant::now();
+        let catalog = self.tenants.catalog(caller.tenant.as_deref()).await?;
+        let per_table =
+            futures::future::try_join_all(tables.iter().map(|t| Self::table_versions(&catalog, t)))
+                .await?;
+        let mut out = Vec::new();
+        let mut settled = true;
+        for t in per_table {
+            let Some((name, version, wal)) = t else {
+                return Ok(None);
+            };
+            // Every table is noted, so a join becomes cacheable as soon as all are settled.
+            settled &= self.settled(caller.tenant.as_ref(), &name, version, started);
+            for (shard, seq) in wal {
+                out.push((format!("{name}/wal/{shard}"), seq));
+            }
+            out.push((name, version));
+        }
+        Ok(settled.then_some(out))
+    }
+}
+
+#[cfg(test)]
+mod catalog_versions_tests {
+    use super::CatalogVersions;
+
+    fn tables(sql: &str) -> Option<Vec<String>> {
+        CatalogVersions::cacheable_tables(sql)
+    }
+
+    #[test]
+    fn plain_queries_name_their_tables() {
+        assert_eq!(
+            tables("SELECT count(*) FROM logs"),
+            Some(vec!["logs".into()])
+        );
+        assert_eq!(
+            tables("SELECT * FROM Logs l JOIN strata.public.hosts h ON l.host = h.name"),
+            Some(vec!["hosts".into(), "logs".into()])
+        );
+        assert_eq!(
+            tables("WITH recent AS (SELECT * FROM logs WHERE id > ?) SELECT * FROM recent"),
+            Some(vec!["logs".into()])
+        );
+        assert_eq!(tables("SELECT 1"), Some(vec![]));
+    }
+
+    #[test]
+    fn volatile_or_non_queries_are_not_cacheable() {
+        for sql in [
+            "SELECT now()",
+            "SELECT * FROM logs WHERE ts > now() - interval '1 hour'",
+            "SELECT * FROM logs WHERE ts > CURRENT_TIMESTAMP",
+            "SELECT current_date",
+            "SELECT random() FROM logs",
+            "SELECT uuid()",
+            "DELETE FROM logs WHERE id = 1",
+            "CREATE TABLE t (a INT)",
+            "INSERT INTO logs VALUES (1)",
+            "EXPLAIN SELECT * FROM logs",
+            "SHOW TABLES",
+            "SELECT * FROM information_schema.tables",
+            "SELECT * FROM other.public.logs",
+            "SELECT 1; SELECT 2",
+            "SELEC nonsense",
+        ] {
+            assert_eq!(tables(sql), None, "{sql}");
+        }
+    }
+}

@@ -14,11 +14,11 @@ use strata_gateway::remote::{
     ClusterStatus, NodeSpec, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend,
 };
 use strata_gateway::server::GatewayServer;
-use strata_gateway::{IngestBackend, QueryBackend};
+use strata_gateway::{CachingQueryBackend, IngestBackend, QueryBackend, ResultCacheMetrics};
 use tokio::sync::watch;
 
 use crate::http::{self, HttpState};
-use crate::local::{CatalogResolver, LocalIngest, LocalQuery, QueryShared};
+use crate::local::{CatalogResolver, CatalogVersions, LocalIngest, LocalQuery, QueryShared};
 use crate::settings::Settings;
 use crate::tenants::Tenants;
 
@@ -121,6 +121,30 @@ async fn run_servers(
     Ok(())
 }
 
+/// `query` behind the result cache for repeated queries, unless `[gateway_cache]` turns it
+/// off. Versions come from `tenants`' catalogs (manifests and WAL listings).
+fn with_result_cache(
+    s: &Settings,
+    query: Arc<dyn QueryBackend>,
+    tenants: &Arc<Tenants>,
+    registry: &prometheus::Registry,
+) -> Result<Arc<dyn QueryBackend>, String> {
+    if !s.gateway_cache.enabled {
+        return Ok(query);
+    }
+    // Compute engines reuse a manifest for `manifest_ttl`; wait twice that after a new
+    // version appears before caching results over it.
+    let settle = s.query_config().manifest_ttl.saturating_mul(2);
+    let versions = Arc::new(CatalogVersions::new(Arc::clone(tenants), settle));
+    let metrics = ResultCacheMetrics::new(registry).map_err(|e| e.message)?;
+    Ok(Arc::new(CachingQueryBackend::new(
+        query,
+        versions,
+        s.gateway_cache.config(),
+        metrics,
+    )))
+}
+
 fn http_state(
     role: &'static str,
     s: &Settings,
@@ -162,6 +186,7 @@ pub async fn serve(s: Settings) -> Result<(), String> {
     let query: Arc<dyn QueryBackend> = Arc::new(LocalQuery {
         tenants: Arc::clone(&tenants),
     });
+    let query = with_result_cache(&s, query, &tenants, &registry)?;
     let compactor = crate::lifecycle::spawn_background(Arc::clone(&tenants), &s, &registry)?;
     let state = http_state(
         "serve",
@@ -227,6 +252,7 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
     let remote_query =
         Arc::new(RemoteQueryBackend::new(&compute, &s.remote, &metrics).map_err(|e| e.message)?);
     let query: Arc<dyn QueryBackend> = Arc::clone(&remote_query) as _;
+    let query = with_result_cache(&s, query, &tenants, &registry)?;
     let resolver = Arc::new(CatalogResolver {
         tenants: Arc::clone(&tenants),
     });

@@ -25,6 +25,8 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     /// How a gateway reaches nodes: timeouts, health checks, breakers, retries, policy.
     pub remote: RemoteConfig,
+    /// Result cache of the front door (`serve` and `gateway` roles).
+    pub gateway_cache: GatewayCacheSettings,
 }
 
 /// Addresses and local folders.
@@ -151,6 +153,44 @@ impl Default for ClusterSettings {
             ingest_nodes: Vec::new(),
             node_index: 0,
             node_count: 1,
+        }
+    }
+}
+
+/// The result cache for repeated queries (`strata_gateway::result_cache`): identical
+/// queries of a tenant are answered from memory until a commit or an acknowledged write
+/// changes a table they read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayCacheSettings {
+    /// Cache results of repeated queries. Default: true.
+    pub enabled: bool,
+    /// Bytes of all cached results together. Default: 64 MiB.
+    pub max_bytes: usize,
+    /// Largest result cached; larger ones are streamed without being kept. Default: 4 MiB.
+    pub max_entry_bytes: usize,
+    /// Longest an entry is served, whatever the table versions say. Default: 60.
+    pub ttl_secs: u64,
+}
+
+impl Default for GatewayCacheSettings {
+    fn default() -> Self {
+        let d = strata_gateway::ResultCacheConfig::default();
+        Self {
+            enabled: true,
+            max_bytes: d.max_bytes,
+            max_entry_bytes: d.max_entry_bytes,
+            ttl_secs: d.ttl.as_secs(),
+        }
+    }
+}
+
+impl GatewayCacheSettings {
+    pub fn config(&self) -> strata_gateway::ResultCacheConfig {
+        strata_gateway::ResultCacheConfig {
+            max_bytes: self.max_bytes,
+            max_entry_bytes: self.max_entry_bytes,
+            ttl: Duration::from_secs(self.ttl_secs),
         }
     }
 }

@@ -35,6 +35,9 @@ open_for = "300ms"
 [remote.retry]
 max_attempts = 3
 seed = 7
+# Every query must reach a compute node: these tests exercise routing and failover.
+[gateway_cache]
+enabled = false
 "#,
     )
     .unwrap();

@@ -10,7 +10,9 @@ fn run(script: &str, grpc: &str) -> String {
         .arg(&path)
         .arg(grpc.replace("http://", "grpc://"))
         .output()
-        .expect("python3 must be installed (.ci/run installs pyarrow, adbc-driver-flightsql, pandas)");
+        .expect(
+            "python3 must be installed (.ci/run installs pyarrow, adbc-driver-flightsql, pandas)",
+        );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

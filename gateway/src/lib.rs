@@ -16,6 +16,8 @@
 //!  flight::StrataFlightService   Flight SQL + ingest + log reads
 //!        │   auth::Authenticator (bearer tokens, scopes) · quota::Quotas (token buckets)
 //!        ▼
+//!  result_cache::CachingQueryBackend   repeated queries from memory (optional decorator)
+//!        ▼
 //!  dyn QueryBackend / dyn IngestBackend   (the engine in-process, or remote clients)
 //! ```
 //!
@@ -51,6 +53,7 @@ pub mod backend;
 pub mod flight;
 pub mod quota;
 pub mod remote;
+pub mod result_cache;
 pub mod server;
 pub mod status;
 
@@ -65,5 +68,6 @@ pub use remote::{
     ClusterStatus, RemoteConfig, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend,
     ShardResolver, TableLayout,
 };
+pub use result_cache::{CachingQueryBackend, ResultCacheConfig, ResultCacheMetrics, VersionSource};
 pub use server::{GatewayConfig, GatewayError, GatewayServer, GatewayServerBuilder, ServerConfig};
 pub use status::{RETRY_AFTER_MS, to_status};

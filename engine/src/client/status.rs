@@ -192,7 +192,9 @@ fn tables_columns(tables: &[&Value]) -> Columns {
         tables
             .iter()
             .map(|t| match t.get("retention_secs").and_then(Value::as_u64) {
-                Some(secs) => humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+                Some(secs) => {
+                    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+                }
                 None => "forever".to_string(),
             })
             .collect(),
