@@ -53,7 +53,9 @@ fn wal_and_segment_encode(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("wal_encode");
     g.throughput(Throughput::Elements(8192));
-    g.bench_function("8192_rows", |b| b.iter(|| wal_encode(&header, &schema, black_box(one)).expect("encode")));
+    g.bench_function("8192_rows", |b| {
+        b.iter(|| wal_encode(&header, &schema, black_box(one)).expect("encode"))
+    });
     g.finish();
 
     let def = logs_table_def(4);
@@ -88,7 +90,10 @@ fn cache_hit(c: &mut Criterion) {
             .await
             .expect("cache");
         // Warm the key.
-        store.get_range(&path, 100_000..165_536).await.expect("warm");
+        store
+            .get_range(&path, 100_000..165_536)
+            .await
+            .expect("warm");
         store
     });
     let mut g = c.benchmark_group("cache_hit");

@@ -82,11 +82,17 @@ pub fn segment_encode_rate(batches: &[RecordBatch]) -> Result<EncodeRate> {
         let seg = encode_segment(&def, group, &opts)?;
         rows += seg.rows;
         output += seg.bytes.len() as u64;
-        input += group.iter().map(|b| b.get_array_memory_size() as u64).sum::<u64>();
+        input += group
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum::<u64>();
     }
     let secs = t0.elapsed().as_secs_f64();
     Ok(EncodeRate {
-        what: format!("encode_segment, {} rows per segment", per_segment * batches.first().map_or(0, RecordBatch::num_rows)),
+        what: format!(
+            "encode_segment, {} rows per segment",
+            per_segment * batches.first().map_or(0, RecordBatch::num_rows)
+        ),
         rows,
         input_bytes: input,
         output_bytes: output,

@@ -45,6 +45,9 @@ pub struct IngestResult {
     /// How the table was made: `CREATE TABLE` (with shards) or auto-created on first write.
     pub created_by: String,
     pub error: Option<String>,
+    /// Every request's ack latency.
+    #[serde(skip)]
+    pub acks: Samples,
 }
 
 /// Requests ready to send: each the `DoPut` messages of one batch.
@@ -57,7 +60,13 @@ pub struct Prepared {
 
 /// Generate `rows` rows starting the workload with `seed` in batches of `batch_rows` and
 /// encode each batch as a `DoPut` to `table`. Also returns the batches when `keep`.
-pub async fn prepare(table: &str, seed: u64, rows: u64, batch_rows: usize, keep: bool) -> Result<(Prepared, Vec<RecordBatch>)> {
+pub async fn prepare(
+    table: &str,
+    seed: u64,
+    rows: u64,
+    batch_rows: usize,
+    keep: bool,
+) -> Result<(Prepared, Vec<RecordBatch>)> {
     let mut requests = Vec::new();
     let mut kept = Vec::new();
     let mut bytes = 0u64;
@@ -66,10 +75,20 @@ pub async fn prepare(table: &str, seed: u64, rows: u64, batch_rows: usize, keep:
             kept.push(batch.clone());
         }
         let data = encode_put(table, batch).await?;
-        bytes += data.iter().map(|d| (d.data_body.len() + d.data_header.len()) as u64).sum::<u64>();
+        bytes += data
+            .iter()
+            .map(|d| (d.data_body.len() + d.data_header.len()) as u64)
+            .sum::<u64>();
         requests.push(data);
     }
-    Ok((Prepared { requests, rows, bytes }, kept))
+    Ok((
+        Prepared {
+            requests,
+            rows,
+            bytes,
+        },
+        kept,
+    ))
 }
 
 /// SQL type of an Arrow type, for `CREATE TABLE`.
@@ -92,13 +111,22 @@ pub fn create_table_sql(table: &str, schema: &Schema, options: &str) -> Result<S
         let null = if f.is_nullable() { "" } else { " NOT NULL" };
         cols.push(format!("{} {}{null}", f.name(), sql_type(f.data_type())?));
     }
-    let with = if options.is_empty() { String::new() } else { format!(" WITH ({options})") };
-    Ok(format!("CREATE TABLE IF NOT EXISTS {table} ({}){with}", cols.join(", ")))
+    let with = if options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({options})")
+    };
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {table} ({}){with}",
+        cols.join(", ")
+    ))
 }
 
 /// The `WITH` options of a `logs`-shaped table with `shards` shards.
 pub fn logs_table_options(shards: u32) -> String {
-    format!("time_column = 'ts', shard_key = 'host', num_shards = {shards}, bloom_columns = 'request_id,trace_id'")
+    format!(
+        "time_column = 'ts', shard_key = 'host', num_shards = {shards}, bloom_columns = 'request_id,trace_id'"
+    )
 }
 
 /// Create `table` with `sql`; if the server refuses, say so and let the first write
@@ -108,14 +136,34 @@ pub async fn create_table(client: &mut FlightClient, sql: &str) -> String {
         Ok(_) => "CREATE TABLE".to_string(),
         Err(e) => match client.query(sql).await {
             Ok(_) => "CREATE TABLE".to_string(),
-            Err(_) => format!("auto-create (CREATE TABLE refused: {})", first_line(&e.to_string())),
+            Err(_) => format!(
+                "auto-create (CREATE TABLE refused: {})",
+                first_line(&e.to_string())
+            ),
         },
     }
 }
 
-/// First line of a message.
+/// First line of an error message, with a gRPC status shown as `code: message`.
 pub fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").chars().take(160).collect()
+    let s = tidy_status(s);
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// `… code: 'X', message: "Y" …` (tonic's `Display` of a status) as `X: Y`.
+fn tidy_status(s: &str) -> String {
+    let code = s
+        .split_once("code: '")
+        .and_then(|(_, r)| r.split_once('\''))
+        .map(|(c, _)| c);
+    let msg = s
+        .split_once("message: \"")
+        .and_then(|(_, r)| r.split_once('"'))
+        .map(|(m, _)| m);
+    match (code, msg) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        _ => s.to_string(),
+    }
 }
 
 /// Send `prepared` to `url` with `spec.writers` concurrent clients; request `i` goes to
@@ -180,11 +228,17 @@ pub async fn run(url: &str, spec: &IngestSpec, prepared: Prepared) -> Result<Ing
         ack_max_ms: acks.quantile(1.0).map(ms),
         created_by: String::new(),
         error,
+        acks,
     })
 }
 
 /// Poll `SELECT count(*)` on `table` until it reaches `rows`; how long that took.
-pub async fn wait_visible(client: &mut FlightClient, table: &str, rows: u64, limit: Duration) -> Result<Duration> {
+pub async fn wait_visible(
+    client: &mut FlightClient,
+    table: &str,
+    rows: u64,
+    limit: Duration,
+) -> Result<Duration> {
     let t0 = Instant::now();
     let sql = format!("SELECT count(*) AS n FROM {table}");
     loop {
@@ -217,9 +271,21 @@ mod tests {
     use crate::workload::{logs_schema, services_schema};
 
     #[test]
+    fn tidies_grpc_statuses() {
+        let e = "Tonic error: code: 'Client specified an invalid argument', message: \"too big\", details: []";
+        assert_eq!(
+            first_line(e),
+            "Client specified an invalid argument: too big"
+        );
+        assert_eq!(first_line("plain\nsecond"), "plain");
+    }
+
+    #[test]
     fn create_table_text() {
         let sql = create_table_sql("logs", &logs_schema(), &logs_table_options(4)).expect("sql");
-        assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS logs (ts TIMESTAMP(6) NOT NULL, tenant VARCHAR NOT NULL"));
+        assert!(sql.starts_with(
+            "CREATE TABLE IF NOT EXISTS logs (ts TIMESTAMP(6) NOT NULL, tenant VARCHAR NOT NULL"
+        ));
         assert!(sql.contains("request_id BIGINT UNSIGNED NOT NULL"));
         assert!(sql.ends_with("num_shards = 4, bloom_columns = 'request_id,trace_id')"));
         let parsed = strata_compute::parse_statement_kind(&sql).expect("parses");

@@ -36,12 +36,25 @@ pub struct EngineTiming {
 pub async fn datafusion_context(ds: &ParquetDataset, threads: usize) -> Result<SessionContext> {
     let config = SessionConfig::new().with_target_partitions(threads.max(1));
     let ctx = SessionContext::new_with_config(config);
-    let opts = || ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let opts =
+        || ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let url = |p: &Path| format!("{}/", p.display());
-    ctx.register_listing_table("logs", url(&ds.logs_dir()), opts(), Some(logs_schema()), None)
-        .await?;
-    ctx.register_listing_table("services", url(&ds.services_dir()), opts(), Some(services_schema()), None)
-        .await?;
+    ctx.register_listing_table(
+        "logs",
+        url(&ds.logs_dir()),
+        opts(),
+        Some(logs_schema()),
+        None,
+    )
+    .await?;
+    ctx.register_listing_table(
+        "services",
+        url(&ds.services_dir()),
+        opts(),
+        Some(services_schema()),
+        None,
+    )
+    .await?;
     Ok(ctx)
 }
 
@@ -232,7 +245,10 @@ pub async fn python_suite(
             "{} runner failed ({}): {}",
             engine.module(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         )
         .into());
     }
@@ -260,7 +276,10 @@ mod tests {
         let qs = queries(&QueryParams::for_workload(3, rows));
         let (timings, results) = datafusion_suite(&ds, &qs, 2, 1).await.expect("suite");
         let n = |name: &str| {
-            let i = qs.iter().position(|q| q.name == name).expect("query exists");
+            let i = qs
+                .iter()
+                .position(|q| q.name == name)
+                .expect("query exists");
             assert!(timings[i].error.is_none(), "{name}: {:?}", timings[i].error);
             results[i].clone().expect("result")
         };
@@ -274,7 +293,10 @@ mod tests {
         let paths = crate::flight::row_count(&n("p99_per_path"));
         assert!(paths > 990, "paths {paths}");
         let services = crate::flight::row_count(&n("errors_per_service"));
-        assert!(services > 150 && services <= SERVICES, "services {services}");
+        assert!(
+            services > 150 && services <= SERVICES,
+            "services {services}"
+        );
         let rare = first_count(&n("rare_token")).expect("count");
         assert!(rare <= 30, "rare {rare}");
         assert_eq!(crate::flight::row_count(&n("timeout_newest")), 100);

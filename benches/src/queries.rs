@@ -6,7 +6,9 @@
 //! DuckDB and Polars get the same text except where their dialect differs (the percentile
 //! function); those variants are in [`Query::duckdb`] and [`Query::polars`].
 
-use crate::workload::{DAY_START_US, DAY_US, RARE_TOKEN, TIMEOUT_TOKEN, request_id_of, tenant_name, trace_id_of};
+use crate::workload::{
+    DAY_START_US, DAY_US, RARE_TOKEN, TIMEOUT_TOKEN, request_id_of, tenant_name, trace_id_of,
+};
 
 /// Values the queries look up, all present in the workload they were derived from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,11 @@ pub struct QueryParams {
 impl QueryParams {
     /// Parameters for the workload generated from `seed` with `rows` rows.
     pub fn for_workload(seed: u64, rows: u64) -> Self {
-        let row = if rows == 0 { 0 } else { (rows / 2 + 7).min(rows - 1) };
+        let row = if rows == 0 {
+            0
+        } else {
+            (rows / 2 + 7).min(rows - 1)
+        };
         let last_hour_us = DAY_START_US + DAY_US - 3_600_000_000;
         Self {
             request_id: request_id_of(seed, row),
@@ -47,7 +53,12 @@ pub fn format_ts(us: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -97,9 +108,7 @@ impl Query {
 
 /// The twelve queries over the tables `logs` and `services`.
 pub fn queries(p: &QueryParams) -> Vec<Query> {
-    let p99 = |f: &str| {
-        format!("SELECT path, {f} AS p99 FROM logs GROUP BY path ORDER BY path")
-    };
+    let p99 = |f: &str| format!("SELECT path, {f} AS p99 FROM logs GROUP BY path ORDER BY path");
     vec![
         Query::same(
             "point_lookup",
@@ -195,7 +204,10 @@ mod tests {
     #[test]
     fn formats_timestamps() {
         assert_eq!(format_ts(DAY_START_US), "2025-01-01 00:00:00");
-        assert_eq!(format_ts(DAY_START_US + DAY_US - 3_600_000_000), "2025-01-01 23:00:00");
+        assert_eq!(
+            format_ts(DAY_START_US + DAY_US - 3_600_000_000),
+            "2025-01-01 23:00:00"
+        );
         assert_eq!(format_ts(0), "1970-01-01 00:00:00");
         assert_eq!(format_ts(951_782_400_000_000), "2000-02-29 00:00:00");
     }

@@ -62,6 +62,28 @@ fn latency(l: &Option<Latency>) -> String {
     }
 }
 
+/// At most `n` characters of `s`, with `…` when cut.
+fn clip(s: &str, n: usize) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    if s.chars().count() <= n {
+        return s;
+    }
+    let mut out: String = s.chars().take(n).collect();
+    out.push('…');
+    out
+}
+
+/// A table name without the run id suffix of the ingest matrix (`ingest_b1024_s4_w4_<run>`).
+fn display_table(t: &str) -> String {
+    match t.strip_prefix("ingest_") {
+        Some(rest) => match rest.rsplit_once('_') {
+            Some((head, _)) => format!("ingest_{head}"),
+            None => t.to_string(),
+        },
+        None => t.to_string(),
+    }
+}
+
 fn short_count(n: u64) -> String {
     if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
@@ -113,8 +135,14 @@ pub fn render(r: &Report) -> String {
             fmt_bytes(Some(t.bytes_per_s))
         ),
     };
-    rows.push(vec!["raw read of the Parquet bytes, local disk (page cache)".to_string(), thr(&b.raw_read_disk)]);
-    rows.push(vec!["raw read of the Parquet bytes, S3 server (GET)".to_string(), thr(&b.raw_read_s3)]);
+    rows.push(vec![
+        "raw read of the Parquet bytes, local disk (page cache)".to_string(),
+        thr(&b.raw_read_disk),
+    ]);
+    rows.push(vec![
+        "raw read of the Parquet bytes, S3 server (GET)".to_string(),
+        thr(&b.raw_read_s3),
+    ]);
     let enc = |e: &Option<crate::encode::EncodeRate>| match e {
         None => "n/a".to_string(),
         Some(e) => format!(
@@ -126,16 +154,34 @@ pub fn render(r: &Report) -> String {
             e.what
         ),
     };
-    rows.push(vec!["Parquet encode in-process, 1 thread".to_string(), enc(&b.encode_segment)]);
-    rows.push(vec!["WAL encode in-process, 1 thread".to_string(), enc(&b.encode_wal)]);
-    rows.push(vec!["empty Flight round trip".to_string(), latency(&b.flight_health)]);
-    rows.push(vec!["SELECT 1 through the gateway".to_string(), latency(&b.select_one)]);
+    rows.push(vec![
+        "Parquet encode in-process, 1 thread".to_string(),
+        enc(&b.encode_segment),
+    ]);
+    rows.push(vec![
+        "WAL encode in-process, 1 thread".to_string(),
+        enc(&b.encode_wal),
+    ]);
+    rows.push(vec![
+        "empty Flight round trip".to_string(),
+        latency(&b.flight_health),
+    ]);
+    rows.push(vec![
+        "SELECT 1 through the gateway".to_string(),
+        latency(&b.select_one),
+    ]);
     if b.gateway_overhead.is_empty() {
-        rows.push(vec!["gateway overhead".to_string(), "n/a (give --compute-direct URL)".to_string()]);
+        rows.push(vec![
+            "gateway overhead".to_string(),
+            "n/a (give --compute-direct URL)".to_string(),
+        ]);
     }
     for g in &b.gateway_overhead {
         rows.push(vec![
-            format!("gateway overhead: {}", g.gateway.what.chars().take(40).collect::<String>()),
+            format!(
+                "gateway overhead: {}",
+                g.gateway.what.chars().take(40).collect::<String>()
+            ),
             format!(
                 "p50 +{} ms, p99 +{} ms (gateway p50 {} / p99 {}, direct p50 {} / p99 {})",
                 fmt_ms(g.p50_delta_ms),
@@ -157,20 +203,24 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|i| {
             vec![
-                i.table.clone(),
+                display_table(&i.table),
                 short_count(i.batch_rows as u64),
                 i.shards.to_string(),
                 i.writers.to_string(),
                 fmt_count(i.rows as f64),
                 fmt_count(i.rows_per_s),
-                format!("{:.1}", i.bytes as f64 / 1e6 / i.secs.max(1e-9)),
+                if i.error.is_some() {
+                    "n/a".to_string()
+                } else {
+                    format!("{:.1}", i.bytes as f64 / 1e6 / i.secs.max(1e-9))
+                },
                 fmt_ms(i.ack_p50_ms),
                 fmt_ms(i.ack_p99_ms),
                 fmt_ratio(encode.map(|e| i.rows_per_s / e)),
                 match (&i.error, i.created_by.as_str()) {
-                    (Some(e), _) => format!("ERROR {e}"),
+                    (Some(e), _) => format!("ERROR {}", clip(e, 100)),
                     (None, "CREATE TABLE") => String::new(),
-                    (None, other) => other.to_string(),
+                    (None, other) => clip(other, 100),
                 },
             ]
         })
@@ -180,10 +230,26 @@ pub fn render(r: &Report) -> String {
         "\nIngest: Flight DoPut, one batch per request, durable acks (ratio = rows/s over the in-process encode rate)"
     );
     o.push_str(&table(
-        &["table", "batch", "shards", "writers", "rows", "rows/s", "MB/s", "ack p50 ms", "ack p99 ms", "vs encode", "note"],
+        &[
+            "table",
+            "batch",
+            "shards",
+            "writers",
+            "rows",
+            "rows/s",
+            "MB/s",
+            "ack p50 ms",
+            "ack p99 ms",
+            "vs encode",
+            "note",
+        ],
         &rows,
     ));
-    let _ = writeln!(o, "  visible to SQL after the last ack: {} ms", fmt_ms(r.visible_ms));
+    let _ = writeln!(
+        o,
+        "  visible to SQL after the last ack: {} ms",
+        fmt_ms(r.visible_ms)
+    );
 
     // Queries.
     let rows: Vec<Vec<String>> = r
@@ -192,7 +258,8 @@ pub fn render(r: &Report) -> String {
         .map(|q| {
             vec![
                 q.name.clone(),
-                q.rows.map_or_else(|| "n/a".to_string(), |n| fmt_count(n as f64)),
+                q.rows
+                    .map_or_else(|| "n/a".to_string(), |n| fmt_count(n as f64)),
                 fmt_ms(q.strata_cold_ms),
                 fmt_bytes(q.strata_cold_bytes),
                 fmt_ms(q.strata_warm_ms),
@@ -204,7 +271,7 @@ pub fn render(r: &Report) -> String {
                 fmt_ratio(q.ratio_vs_best),
                 fmt_ratio(q.ratio_vs_datafusion),
                 match &q.strata_error {
-                    Some(e) => format!("ERROR {}", e.chars().take(60).collect::<String>()),
+                    Some(e) => format!("ERROR {}", clip(e, 80)),
                     None => q.check.clone(),
                 },
             ]
@@ -222,8 +289,16 @@ pub fn render(r: &Report) -> String {
                 fmt_ms(g.duckdb_warm_ms),
                 fmt_ms(g.polars_warm_ms),
                 fmt_ms(g.best_baseline_warm_ms),
-                fmt_ratio(g.strata_warm_ms.zip(g.best_baseline_warm_ms).map(|(a, b)| a / b)),
-                fmt_ratio(g.strata_warm_ms.zip(g.datafusion_warm_ms).map(|(a, b)| a / b)),
+                fmt_ratio(
+                    g.strata_warm_ms
+                        .zip(g.best_baseline_warm_ms)
+                        .map(|(a, b)| a / b),
+                ),
+                fmt_ratio(
+                    g.strata_warm_ms
+                        .zip(g.datafusion_warm_ms)
+                        .map(|(a, b)| a / b),
+                ),
                 String::new(),
             ]
         }))
@@ -271,12 +346,21 @@ pub fn render(r: &Report) -> String {
                 ]
             })
             .collect();
-        let _ = writeln!(o, "\nScaling: warm ms at {} and {} rows ({}x the data)", short_count(a), short_count(b), b / a.max(1));
+        let _ = writeln!(
+            o,
+            "\nScaling: warm ms at {} and {} rows ({}x the data)",
+            short_count(a),
+            short_count(b),
+            b / a.max(1)
+        );
         let h1 = format!("strata {}", short_count(a));
         let h2 = format!("strata {}", short_count(b));
         let h3 = format!("datafusion {}", short_count(a));
         let h4 = format!("datafusion {}", short_count(b));
-        o.push_str(&table(&["query", &h1, &h2, "ratio", &h3, &h4, "ratio"], &rows));
+        o.push_str(&table(
+            &["query", &h1, &h2, "ratio", &h3, &h4, "ratio"],
+            &rows,
+        ));
     }
 
     if !r.notes.is_empty() {

@@ -65,6 +65,7 @@ impl Server {
     pub async fn start(opts: &ServerOptions, cache_dir: &Path, seq: usize) -> Result<Self> {
         std::fs::create_dir_all(&opts.log_dir)?;
         std::fs::create_dir_all(cache_dir)?;
+        std::fs::create_dir_all(&opts.data_dir)?;
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = opts.log_dir.join(format!("serve-{seq}.log"));
@@ -88,6 +89,7 @@ impl Server {
             cmd.arg("--flush-age-secs").arg(a.to_string());
         }
         cmd.args(&opts.extra_args)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -117,7 +119,10 @@ impl Server {
                 .into());
             }
             let ready = matches!(http_get(self.http, "/readyz").await, Ok((200, _)));
-            if ready && let Ok(mut c) = FlightClient::connect(&self.url).await && c.health().await.is_ok() {
+            if ready
+                && let Ok(mut c) = FlightClient::connect(&self.url).await
+                && c.health().await.is_ok()
+            {
                 return Ok(());
             }
             if t0.elapsed() > limit {
@@ -145,7 +150,10 @@ impl Server {
     pub async fn stop(mut self, grace: Duration) -> Result<Duration> {
         let t0 = Instant::now();
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
             if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
                 status?;
                 return Ok(t0.elapsed());
@@ -180,7 +188,9 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         if line.starts_with('#') {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
             match r.split_once('}') {
                 Some((l, v)) => (l, v),
@@ -191,10 +201,17 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         } else {
             continue; // another metric whose name starts with `name`
         };
-        if !labels.iter().all(|(k, v)| label_part.contains(&format!("{k}=\"{v}\""))) {
+        if !labels
+            .iter()
+            .all(|(k, v)| label_part.contains(&format!("{k}=\"{v}\"")))
+        {
             continue;
         }
-        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             sum += v;
         }
     }
@@ -214,10 +231,17 @@ mod tests {
                     strata_object_store_bytes_total_other 9\n\
                     strata_cache_bucket_bytes_total 42\n";
         assert_eq!(
-            metric_sum(text, "strata_object_store_bytes_total", &[("direction", "read")]),
+            metric_sum(
+                text,
+                "strata_object_store_bytes_total",
+                &[("direction", "read")]
+            ),
             105.0
         );
-        assert_eq!(metric_sum(text, "strata_cache_bucket_bytes_total", &[]), 42.0);
+        assert_eq!(
+            metric_sum(text, "strata_cache_bucket_bytes_total", &[]),
+            42.0
+        );
         assert_eq!(metric_sum(text, "missing", &[]), 0.0);
     }
 }

@@ -21,14 +21,17 @@ use crate::Result;
 use crate::encode::{EncodeRate, segment_encode_rate, wal_encode_rate, with_offsets};
 use crate::flight::{FlightClient, row_count};
 use crate::ingest::{
-    IngestResult, IngestSpec, create_table, create_table_sql, first_line, logs_table_options, prepare, wait_visible,
+    IngestResult, IngestSpec, create_table, create_table_sql, first_line, logs_table_options,
+    prepare, wait_visible,
 };
 use crate::local::{EngineTiming, PyEngine, datafusion_suite, python_module_version, python_suite};
 use crate::queries::{Query, QueryParams, queries};
 use crate::report::print_report;
 use crate::server::{Server, ServerOptions, metric_sum};
 use crate::stats::{Samples, ms};
-use crate::workload::{LogsGenerator, ParquetDataset, logs_schema, services_batch, services_schema, write_parquet};
+use crate::workload::{
+    LogsGenerator, ParquetDataset, logs_schema, services_batch, services_schema, write_parquet,
+};
 
 /// Command-line options of `strata-bench`.
 #[derive(Debug, Clone, Parser)]
@@ -65,7 +68,7 @@ pub struct Args {
     /// Smoke run (about a minute): 100k rows, 1 warm run, a small ingest matrix
     #[arg(long)]
     pub quick: bool,
-    /// The `strata` binary [default: target/release/strata, else target/debug/strata]
+    /// The `strata` binary [default: target/release/strata, else the one beside strata-bench, else target/debug/strata]
     #[arg(long, env = "STRATA_BIN")]
     pub strata_bin: Option<PathBuf>,
     /// Use this running gateway instead of starting `strata serve` (no cold numbers)
@@ -233,11 +236,17 @@ pub struct Report {
 /// Run the suite; returns the report (already printed, and written when `--json`).
 pub async fn run(args: Args) -> Result<Report> {
     let started = Instant::now();
-    let rows = args.rows.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+    let rows = args
+        .rows
+        .unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
     let warm = args.warm.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     let matrix_rows = args
         .matrix_rows
-        .unwrap_or(if args.quick { 50_000 } else { rows.min(200_000) })
+        .unwrap_or(if args.quick {
+            50_000
+        } else {
+            rows.min(200_000)
+        })
         .min(rows);
     let run_id = run_id();
 
@@ -256,12 +265,18 @@ pub async fn run(args: Args) -> Result<Report> {
     };
 
     let mut notes = Vec::new();
-    let strata_bin = if args.gateway.is_some() { None } else { find_strata(args.strata_bin.as_deref()) };
+    let strata_bin = if args.gateway.is_some() {
+        None
+    } else {
+        find_strata(args.strata_bin.as_deref())
+    };
     let store = if args.gateway.is_some() {
         None
     } else if let Some(s) = &args.object_store {
         Some(s.clone())
-    } else if !args.local && let Ok(url) = std::env::var("STRATA_TEST_S3_URL") {
+    } else if !args.local
+        && let Ok(url) = std::env::var("STRATA_TEST_S3_URL")
+    {
         Some(format!("{}/bench-{run_id}", url.trim_end_matches('/')))
     } else {
         None
@@ -280,7 +295,11 @@ pub async fn run(args: Args) -> Result<Report> {
     let t = Instant::now();
     let ds = write_parquet(&work.join("parquet"), args.seed, rows, args.files)?;
     let generate_secs = t.elapsed().as_secs_f64();
-    eprintln!("  generated {} Parquet files ({} bytes) in {generate_secs:.1}s", ds.logs_files.len(), ds.logs_bytes);
+    eprintln!(
+        "  generated {} Parquet files ({} bytes) in {generate_secs:.1}s",
+        ds.logs_files.len(),
+        ds.logs_bytes
+    );
 
     let mut report = Report {
         meta: Meta {
@@ -298,8 +317,15 @@ pub async fn run(args: Args) -> Result<Report> {
                 (None, Some(b)) => b.display().to_string(),
                 (None, None) => "not found".to_string(),
             },
-            strata_build: strata_bin.as_deref().map_or("unknown".to_string(), build_kind),
-            bench_build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_string(),
+            strata_build: strata_bin
+                .as_deref()
+                .map_or("unknown".to_string(), build_kind),
+            bench_build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
             store: store_label,
             engines,
             generate_secs,
@@ -322,8 +348,10 @@ pub async fn run(args: Args) -> Result<Report> {
     let batches: Vec<RecordBatch> = LogsGenerator::new(args.seed, sample_rows, 8192).collect();
     match with_offsets(&batches) {
         Ok(with_off) => {
-            report.baselines.encode_segment = note(&mut notes, "segment encode", segment_encode_rate(&with_off));
-            report.baselines.encode_wal = note(&mut notes, "WAL encode", wal_encode_rate(&with_off));
+            report.baselines.encode_segment =
+                note(&mut notes, "segment encode", segment_encode_rate(&with_off));
+            report.baselines.encode_wal =
+                note(&mut notes, "WAL encode", wal_encode_rate(&with_off));
         }
         Err(e) => notes.push(format!("encode baselines: {e}")),
     }
@@ -337,7 +365,10 @@ pub async fn run(args: Args) -> Result<Report> {
         Ok(r) => r,
         Err(e) => {
             notes.push(format!("DataFusion baseline failed: {e}"));
-            (vec![EngineTiming::default(); qs.len()], vec![None; qs.len()])
+            (
+                vec![EngineTiming::default(); qs.len()],
+                vec![None; qs.len()],
+            )
         }
     };
     let mut py: BTreeMap<&str, Vec<EngineTiming>> = BTreeMap::new();
@@ -347,12 +378,24 @@ pub async fn run(args: Args) -> Result<Report> {
             continue;
         }
         let Some(version) = python_module_version(name).await else {
-            notes.push(format!("{name}: python3 module not importable (pip install {name}); column n/a"));
+            notes.push(format!(
+                "{name}: python3 module not importable (pip install {name}); column n/a"
+            ));
             continue;
         };
         report.meta.engines.insert(name.to_string(), version);
         eprintln!("  {name} ...");
-        match python_suite(engine, &ds, &qs, args.threads, warm, &work, Duration::from_secs(900)).await {
+        match python_suite(
+            engine,
+            &ds,
+            &qs,
+            args.threads,
+            warm,
+            &work,
+            Duration::from_secs(900),
+        )
+        .await
+        {
             Ok(t) => {
                 py.insert(name, t);
             }
@@ -367,8 +410,14 @@ pub async fn run(args: Args) -> Result<Report> {
             name: q.name.to_string(),
             title: q.title.to_string(),
             datafusion: df_timings.get(i).cloned().unwrap_or_default(),
-            duckdb: py.get("duckdb").and_then(|v| v.get(i).cloned()).unwrap_or_default(),
-            polars: py.get("polars").and_then(|v| v.get(i).cloned()).unwrap_or_default(),
+            duckdb: py
+                .get("duckdb")
+                .and_then(|v| v.get(i).cloned())
+                .unwrap_or_default(),
+            polars: py
+                .get("polars")
+                .and_then(|v| v.get(i).cloned())
+                .unwrap_or_default(),
             check: "n/a".to_string(),
             ..QueryRow::default()
         })
@@ -388,8 +437,17 @@ pub async fn run(args: Args) -> Result<Report> {
         report.failures.push(
             "no strata binary: build it (cargo build --release -p strata) or pass --strata-bin / --gateway".to_string(),
         );
-    } else if let Err(e) =
-        strata_phase(&ctx, &mut report, &mut notes, &ds, &qs, &df_results, &mut rows_out, matrix_rows).await
+    } else if let Err(e) = strata_phase(
+        &ctx,
+        &mut report,
+        &mut notes,
+        &ds,
+        &qs,
+        &df_results,
+        &mut rows_out,
+        matrix_rows,
+    )
+    .await
     {
         report.failures.push(format!("Strata phase stopped: {e}"));
     }
@@ -398,7 +456,10 @@ pub async fn run(args: Args) -> Result<Report> {
             if let (Some(a), Some(b)) = (t.rows, r.datafusion.rows)
                 && a != b
             {
-                notes.push(format!("{}: {engine} returned {a} rows, DataFusion {b}", q.name));
+                notes.push(format!(
+                    "{}: {engine} returned {a} rows, DataFusion {b}",
+                    q.name
+                ));
             }
             if let Some(e) = &t.error {
                 notes.push(format!("{}: {engine} failed: {e}", q.name));
@@ -415,7 +476,9 @@ pub async fn run(args: Args) -> Result<Report> {
     // 5. Scaling.
     if let Some(rows2) = args.rows2 {
         if args.gateway.is_some() {
-            notes.push("--rows2 needs a server the bench starts; skipped with --gateway".to_string());
+            notes.push(
+                "--rows2 needs a server the bench starts; skipped with --gateway".to_string(),
+            );
         } else if strata_bin.is_some()
             && let Err(e) = scaling_phase(&ctx, &mut report, rows2).await
         {
@@ -468,8 +531,9 @@ fn build_kind(p: &Path) -> String {
     }
 }
 
-/// The `strata` binary: the flag, else `target/release/strata`, else `target/debug/strata`,
-/// looked up from the current folder and from the workspace this crate was built in.
+/// The `strata` binary: the flag, else `target/release/strata`, else `strata` next to this
+/// executable, else `target/debug/strata` (`target/` of the current folder, then of the
+/// workspace this crate was built in).
 pub fn find_strata(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
@@ -478,15 +542,21 @@ pub fn find_strata(flag: Option<&Path>) -> Option<PathBuf> {
         PathBuf::from("."),
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
     ];
-    for kind in ["release", "debug"] {
-        for root in &roots {
-            let p = root.join("target").join(kind).join("strata");
-            if p.is_file() {
-                return Some(std::path::absolute(&p).unwrap_or(p));
-            }
-        }
-    }
-    None
+    let in_target = |kind: &str| {
+        roots
+            .iter()
+            .map(|root| root.join("target").join(kind).join("strata"))
+            .find(|p| p.is_file())
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+    };
+    // Next to this executable: `cargo build` puts both in one folder, whatever the target dir.
+    let beside = || {
+        let p = std::env::current_exe().ok()?.parent()?.join("strata");
+        p.is_file().then_some(p)
+    };
+    in_target("release")
+        .or_else(beside)
+        .or_else(|| in_target("debug"))
 }
 
 fn raw_read_disk(ds: &ParquetDataset) -> Result<Throughput> {
@@ -511,7 +581,8 @@ fn raw_read_disk(ds: &ParquetDataset) -> Result<Throughput> {
 
 async fn raw_read_s3(url: &str, ds: &ParquetDataset) -> Result<Throughput> {
     let store_url = strata_storage::StoreUrl::parse(url)?;
-    let store = strata_storage::open_store(&store_url, &strata_storage::S3Options::from_env()).await?;
+    let store =
+        strata_storage::open_store(&store_url, &strata_storage::S3Options::from_env()).await?;
     let mut paths = Vec::new();
     for (i, f) in ds.logs_files.iter().enumerate() {
         let p = StorePath::from(format!("raw-read/part-{i:04}.parquet"));
@@ -546,7 +617,10 @@ struct StrataCtx<'a> {
 
 impl StrataCtx<'_> {
     fn options(&self, data: &str) -> ServerOptions {
-        let mut extra = vec!["--compaction-interval-secs".to_string(), "86400".to_string()];
+        let mut extra = vec![
+            "--compaction-interval-secs".to_string(),
+            "86400".to_string(),
+        ];
         extra.extend(self.args.serve_args.iter().cloned());
         ServerOptions {
             bin: self.bin.clone().unwrap_or_else(|| PathBuf::from("strata")),
@@ -584,13 +658,16 @@ impl StrataCtx<'_> {
 
 async fn stop(server: Server, notes: &mut Vec<String>) {
     let log = server.log.clone();
-    if let Err(e) = server.stop(Duration::from_secs(300)).await {
+    if let Err(e) = server.stop(Duration::from_secs(120)).await {
         notes.push(format!("{e} (log {})", log.display()));
     }
     // The cache folder of a stopped server is never reused.
 }
 
-#[expect(clippy::too_many_arguments, reason = "one phase of a linear script, called once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one phase of a linear script, called once"
+)]
 async fn strata_phase(
     ctx: &StrataCtx<'_>,
     report: &mut Report,
@@ -616,16 +693,36 @@ async fn strata_phase(
         }
     };
     let mut client = ctx.client(&url).await?;
+    if args.gateway.is_some() {
+        notes.push(
+            "--gateway: `strata cold` is the first run; the bench cannot restart that server or empty its cache, \
+             and rows it just loaded may not be flushed yet"
+                .to_string(),
+        );
+    }
 
     let n_rt = if quick { 50 } else { 200 };
-    report.baselines.flight_health = note(notes, "health round trip", round_trips(&mut client, None, n_rt).await);
-    report.baselines.select_one =
-        note(notes, "SELECT 1 round trip", round_trips(&mut client, Some("SELECT 1"), n_rt / 4).await);
+    report.baselines.flight_health = note(
+        notes,
+        "health round trip",
+        round_trips(&mut client, None, n_rt).await,
+    );
+    report.baselines.select_one = note(
+        notes,
+        "SELECT 1 round trip",
+        round_trips(&mut client, Some("SELECT 1"), n_rt / 4).await,
+    );
 
     // The `logs` table: 8k-row batches, 4 shards, `writers` writers: the headline ingest figure.
-    let existing = client.query("SELECT count(*) FROM logs").await.ok().and_then(|b| crate::ingest::first_count(&b));
+    let existing = client
+        .query("SELECT count(*) FROM logs")
+        .await
+        .ok()
+        .and_then(|b| crate::ingest::first_count(&b));
     match existing {
-        Some(n) if n == ds.rows => notes.push(format!("logs already holds {n} rows at {url}; not loaded again")),
+        Some(n) if n == ds.rows => notes.push(format!(
+            "logs already holds {n} rows at {url}; not loaded again"
+        )),
         Some(n) => {
             return Err(format!(
                 "table logs at {url} holds {n} rows, not the {} this run generates; use a fresh server",
@@ -643,8 +740,13 @@ async fn strata_phase(
                 rows: ds.rows,
                 seed: args.seed,
             };
-            let created = create_table(&mut client, &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?).await;
-            let (prepared, _) = prepare(&spec.table, spec.seed, spec.rows, spec.batch_rows, false).await?;
+            let created = create_table(
+                &mut client,
+                &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?,
+            )
+            .await;
+            let (prepared, _) =
+                prepare(&spec.table, spec.seed, spec.rows, spec.batch_rows, false).await?;
             let mut r = crate::ingest::run(&url, &spec, prepared).await?;
             r.created_by = created;
             let failed = r.error.clone();
@@ -655,32 +757,52 @@ async fn strata_phase(
             report.visible_ms = note(
                 notes,
                 "visibility",
-                wait_visible(&mut client, "logs", ds.rows, Duration::from_secs(60)).await.map(ms),
+                wait_visible(&mut client, "logs", ds.rows, Duration::from_secs(60))
+                    .await
+                    .map(ms),
             );
-            let created = create_table(&mut client, &create_table_sql("services", &services_schema(), "")?).await;
+            let created = create_table(
+                &mut client,
+                &create_table_sql("services", &services_schema(), "")?,
+            )
+            .await;
             if created != "CREATE TABLE" {
                 notes.push(format!("services: {created}"));
             }
             let put = crate::flight::encode_put("services", services_batch()).await?;
-            client.put(put).await.map_err(|e| format!("loading services failed: {e}"))?;
+            client
+                .put(put)
+                .await
+                .map_err(|e| format!("loading services failed: {e}"))?;
         }
     }
 
     // The ingest matrix: batch size at 4 shards, shard count at 8k rows.
-    let matrix: &[(usize, u32)] = &[(1024, 4), (65_536, 4), (8192, 1), (8192, 2)];
-    for &(batch_rows, shards) in matrix {
-        let table = format!("ingest_b{batch_rows}_s{shards}_{}", ctx.run_id);
+    // Last: 4x the writers, to show whether the rate is bound by ack latency.
+    let w = args.writers.max(1);
+    let matrix: &[(usize, u32, usize)] = &[
+        (1024, 4, w),
+        (65_536, 4, w),
+        (8192, 1, w),
+        (8192, 2, w),
+        (8192, 4, 4 * w),
+    ];
+    for &(batch_rows, shards, writers) in matrix {
+        let table = format!("ingest_b{batch_rows}_s{shards}_w{writers}_{}", ctx.run_id);
         eprintln!("  ingest {table} ...");
         let spec = IngestSpec {
             table: table.clone(),
             batch_rows,
             shards,
-            writers: args.writers,
+            writers,
             rows: matrix_rows,
             seed: args.seed + 1,
         };
-        let created =
-            create_table(&mut client, &create_table_sql(&table, &logs_schema(), &logs_table_options(shards))?).await;
+        let created = create_table(
+            &mut client,
+            &create_table_sql(&table, &logs_schema(), &logs_table_options(shards))?,
+        )
+        .await;
         let (prepared, _) = prepare(&table, spec.seed, spec.rows, batch_rows, false).await?;
         match crate::ingest::run(&url, &spec, prepared).await {
             Ok(mut r) => {
@@ -708,12 +830,26 @@ async fn strata_phase(
                 Ok(s) => (s.url.clone(), Some(s)),
                 Err(e) => {
                     row.strata_error = Some(first_line(&e.to_string()));
-                    report.failures.push(format!("{}: server did not start: {e}", q.name));
+                    report
+                        .failures
+                        .push(format!("{}: server did not start: {e}", q.name));
                     continue;
                 }
             },
         };
-        let r = strata_query(ctx, &url, server.as_ref(), q, row, if q.name == "point_lookup" { Some(&mut point) } else { None }).await;
+        let r = strata_query(
+            ctx,
+            &url,
+            server.as_ref(),
+            q,
+            row,
+            if q.name == "point_lookup" {
+                Some(&mut point)
+            } else {
+                None
+            },
+        )
+        .await;
         match r {
             Ok(batches) => {
                 row.rows = Some(row_count(&batches) as u64);
@@ -724,7 +860,9 @@ async fn strata_phase(
             }
             Err(e) => {
                 row.strata_error = Some(first_line(&e.to_string()));
-                report.failures.push(format!("{}: {}", q.name, first_line(&e.to_string())));
+                report
+                    .failures
+                    .push(format!("{}: {}", q.name, first_line(&e.to_string())));
             }
         }
         if let Some(s) = server {
@@ -744,7 +882,11 @@ async fn strata_phase(
     if let Some(s) = &ctx.store
         && s.starts_with("s3://")
     {
-        report.baselines.raw_read_s3 = note(notes, "raw read from S3", raw_read_s3(&format!("{s}-raw"), ds).await);
+        report.baselines.raw_read_s3 = note(
+            notes,
+            "raw read from S3",
+            raw_read_s3(&format!("{s}-raw"), ds).await,
+        );
     }
 
     // Gateway overhead.
@@ -753,7 +895,10 @@ async fn strata_phase(
             Some(_) => None,
             None => Some(ctx.start("data").await?),
         };
-        let gw = server.as_ref().map_or_else(|| args.gateway.clone().unwrap_or_default(), |s| s.url.clone());
+        let gw = server.as_ref().map_or_else(
+            || args.gateway.clone().unwrap_or_default(),
+            |s| s.url.clone(),
+        );
         let n = if quick { 20 } else { 200 };
         for sql in ["SELECT 1".to_string(), qs[0].sql.clone()] {
             let r = async {
@@ -801,7 +946,13 @@ async fn strata_query(
     if let (Some(s), Some(before)) = (server, before)
         && let Ok(after) = s.metrics().await
     {
-        let read = |m: &str| metric_sum(m, "strata_object_store_bytes_total", &[("direction", "read")]);
+        let read = |m: &str| {
+            metric_sum(
+                m,
+                "strata_object_store_bytes_total",
+                &[("direction", "read")],
+            )
+        };
         let fetched = |m: &str| metric_sum(m, "strata_cache_bucket_bytes_total", &[]);
         row.strata_cold_bytes = Some(read(&after) - read(&before));
         row.strata_cold_cache_fetch_bytes = Some(fetched(&after) - fetched(&before));
@@ -844,7 +995,11 @@ pub fn check(q: &Query, strata: &[RecordBatch], datafusion: Option<&[RecordBatch
 }
 
 fn canonical(batches: &[RecordBatch]) -> Result<String> {
-    let nonempty: Vec<RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+    let nonempty: Vec<RecordBatch> = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .cloned()
+        .collect();
     if nonempty.is_empty() {
         return Ok(String::new());
     }
@@ -877,7 +1032,10 @@ async fn round_trips(client: &mut FlightClient, sql: Option<&str>, n: usize) -> 
 async fn compact_once(ctx: &StrataCtx<'_>, notes: &mut Vec<String>) {
     let opts = ctx.options("data");
     let mut cmd = tokio::process::Command::new(&opts.bin);
-    cmd.arg("compact").arg("--once").arg("--data-dir").arg(&opts.data_dir);
+    cmd.arg("compact")
+        .arg("--once")
+        .arg("--data-dir")
+        .arg(&opts.data_dir);
     if let Some(s) = &opts.object_store {
         cmd.arg("--object-store").arg(s);
     }
@@ -900,7 +1058,11 @@ async fn compact_once(ctx: &StrataCtx<'_>, notes: &mut Vec<String>) {
 fn finish_rows(rows: &mut [QueryRow]) {
     for r in rows {
         let mut best: Option<(String, f64)> = None;
-        for (name, t) in [("datafusion", &r.datafusion), ("duckdb", &r.duckdb), ("polars", &r.polars)] {
+        for (name, t) in [
+            ("datafusion", &r.datafusion),
+            ("duckdb", &r.duckdb),
+            ("polars", &r.polars),
+        ] {
             if let Some(w) = t.warm_ms
                 && t.error.is_none()
                 && best.as_ref().is_none_or(|(_, b)| w < *b)
@@ -913,7 +1075,10 @@ fn finish_rows(rows: &mut [QueryRow]) {
             r.best_baseline_ms = Some(ms);
             r.ratio_vs_best = r.strata_warm_ms.map(|s| s / ms);
         }
-        r.ratio_vs_datafusion = r.strata_warm_ms.zip(r.datafusion.warm_ms).map(|(s, d)| s / d);
+        r.ratio_vs_datafusion = r
+            .strata_warm_ms
+            .zip(r.datafusion.warm_ms)
+            .map(|(s, d)| s / d);
     }
 }
 
@@ -933,7 +1098,11 @@ fn geomeans(rows: &[QueryRow]) -> Geomeans {
         .filter(|r| cols.iter().all(|c| !present(*c) || c(r).is_some()))
         .collect();
     let g = |f: &dyn Fn(&QueryRow) -> Option<f64>| {
-        if used.iter().all(|r| f(r).is_some()) { geomean(used.iter().filter_map(|r| f(r))) } else { None }
+        if used.iter().all(|r| f(r).is_some()) {
+            geomean(used.iter().filter_map(|r| f(r)))
+        } else {
+            None
+        }
     };
     Geomeans {
         queries: used.len(),
@@ -961,11 +1130,21 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
 
     let server = ctx.start("data2").await?;
     let mut notes = Vec::new();
-    let r = async {
+    let loaded = async {
         let mut client = ctx.client(&server.url).await?;
-        create_table(&mut client, &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?).await;
-        create_table(&mut client, &create_table_sql("services", &services_schema(), "")?).await;
-        client.put(crate::flight::encode_put("services", services_batch()).await?).await?;
+        create_table(
+            &mut client,
+            &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?,
+        )
+        .await;
+        create_table(
+            &mut client,
+            &create_table_sql("services", &services_schema(), "")?,
+        )
+        .await;
+        client
+            .put(crate::flight::encode_put("services", services_batch()).await?)
+            .await?;
         // Load in chunks of 1M rows so memory stays bounded; the chunks continue one workload.
         let mut total = IngestResult {
             table: "logs (second size)".to_string(),
@@ -976,7 +1155,6 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
             ..IngestResult::default()
         };
         let mut generator = LogsGenerator::new(args.seed, rows2, 8192);
-        let mut acks = Vec::new();
         loop {
             let mut requests = Vec::new();
             let mut rows = 0u64;
@@ -984,7 +1162,10 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
             for b in generator.by_ref().take(128) {
                 rows += b.num_rows() as u64;
                 let data = crate::flight::encode_put("logs", b).await?;
-                bytes += data.iter().map(|d| (d.data_body.len() + d.data_header.len()) as u64).sum::<u64>();
+                bytes += data
+                    .iter()
+                    .map(|d| (d.data_body.len() + d.data_header.len()) as u64)
+                    .sum::<u64>();
                 requests.push(data);
             }
             if requests.is_empty() {
@@ -998,7 +1179,16 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
                 rows,
                 seed: args.seed,
             };
-            let r = crate::ingest::run(&server.url, &spec, crate::ingest::Prepared { requests, rows, bytes }).await?;
+            let r = crate::ingest::run(
+                &server.url,
+                &spec,
+                crate::ingest::Prepared {
+                    requests,
+                    rows,
+                    bytes,
+                },
+            )
+            .await?;
             if let Some(e) = r.error {
                 return Err(format!("loading the second size failed: {e}").into());
             }
@@ -1006,12 +1196,26 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
             total.requests += r.requests;
             total.bytes += r.bytes;
             total.secs += r.secs;
-            acks.push(r.ack_p99_ms);
+            total.acks.extend(&r.acks);
         }
         total.rows_per_s = total.rows as f64 / total.secs.max(1e-9);
-        total.ack_p99_ms = acks.into_iter().flatten().reduce(f64::max);
+        total.ack_p50_ms = total.acks.quantile(0.5).map(ms);
+        total.ack_p99_ms = total.acks.quantile(0.99).map(ms);
+        total.ack_max_ms = total.acks.quantile(1.0).map(ms);
         report.ingest.push(total);
         wait_visible(&mut client, "logs", rows2, Duration::from_secs(120)).await?;
+        Ok::<_, crate::Error>(())
+    }
+    .await;
+    stop(server, &mut notes).await;
+    report.notes.extend(notes);
+    loaded?;
+
+    // Queries on a restarted server (everything flushed, as in the first size), warmed once.
+    let server = ctx.start("data2").await?;
+    let mut notes = Vec::new();
+    let r = async {
+        let mut client = ctx.client(&server.url).await?;
         let mut out = Vec::new();
         for (i, q) in qs.iter().enumerate() {
             let _ = client.query(&q.sql).await?;
@@ -1043,4 +1247,104 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
     report.notes.extend(notes);
     report.scaling = r?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(names: &[&str], counts: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("host", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Int64Array::from(counts.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn checks_answers_against_datafusion() {
+        let qs = queries(&QueryParams::for_workload(1, 1000));
+        let exact = &qs[4];
+        let approx = qs.iter().find(|q| !q.exact).expect("an approximate query");
+        let a = batch(&["a", "b"], &[2, 1]);
+        let split = [batch(&["a"], &[2]), batch(&["b"], &[1])];
+        assert_eq!(check(exact, &split, Some(std::slice::from_ref(&a))), "ok");
+        assert!(
+            check(
+                exact,
+                &[batch(&["a", "b"], &[2, 9])],
+                Some(std::slice::from_ref(&a))
+            )
+            .starts_with("DIFFERS")
+        );
+        assert!(
+            check(
+                exact,
+                &[batch(&["a"], &[2])],
+                Some(std::slice::from_ref(&a))
+            )
+            .starts_with("MISMATCH")
+        );
+        assert_eq!(
+            check(
+                approx,
+                &[batch(&["a", "b"], &[5, 5])],
+                Some(std::slice::from_ref(&a))
+            ),
+            "ok (rows)"
+        );
+        assert_eq!(check(exact, &split, None), "n/a");
+    }
+
+    #[test]
+    fn ratios_and_geomeans_use_the_best_baseline() {
+        let mut rows = vec![
+            QueryRow {
+                strata_warm_ms: Some(10.0),
+                datafusion: EngineTiming {
+                    warm_ms: Some(20.0),
+                    ..EngineTiming::default()
+                },
+                polars: EngineTiming {
+                    warm_ms: Some(5.0),
+                    ..EngineTiming::default()
+                },
+                ..QueryRow::default()
+            },
+            QueryRow {
+                strata_warm_ms: Some(40.0),
+                datafusion: EngineTiming {
+                    warm_ms: Some(20.0),
+                    ..EngineTiming::default()
+                },
+                polars: EngineTiming {
+                    warm_ms: Some(80.0),
+                    ..EngineTiming::default()
+                },
+                ..QueryRow::default()
+            },
+        ];
+        finish_rows(&mut rows);
+        assert_eq!(rows[0].best_baseline.as_deref(), Some("polars"));
+        assert_eq!(rows[0].ratio_vs_best, Some(2.0));
+        assert_eq!(rows[1].best_baseline.as_deref(), Some("datafusion"));
+        assert_eq!(rows[1].ratio_vs_datafusion, Some(2.0));
+        let g = geomeans(&rows);
+        assert_eq!(g.queries, 2);
+        assert!((g.strata_warm_ms.expect("strata") - 20.0).abs() < 1e-9);
+        assert!((g.best_baseline_warm_ms.expect("best") - 10.0).abs() < 1e-9);
+        assert_eq!(g.duckdb_warm_ms, None);
+    }
 }

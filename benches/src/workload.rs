@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-    UInt64Builder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -89,7 +89,16 @@ pub const LEVELS: [(&str, f64); 5] = [
 pub const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
 
 const RESOURCES: [&str; 10] = [
-    "users", "orders", "items", "carts", "payments", "search", "auth", "inventory", "reviews", "shipping",
+    "users",
+    "orders",
+    "items",
+    "carts",
+    "payments",
+    "search",
+    "auth",
+    "inventory",
+    "reviews",
+    "shipping",
 ];
 
 /// Names of tenants, services, hosts and paths, built once per process.
@@ -127,7 +136,11 @@ pub fn host_name(i: usize) -> String {
 
 /// Path `i`.
 pub fn path_name(i: usize) -> String {
-    format!("/api/{}/{:03}", RESOURCES[i % RESOURCES.len()], i / RESOURCES.len())
+    format!(
+        "/api/{}/{:03}",
+        RESOURCES[i % RESOURCES.len()],
+        i / RESOURCES.len()
+    )
 }
 
 /// The splitmix64 finaliser: a bijection on `u64` that scatters nearby inputs.
@@ -167,7 +180,11 @@ pub fn logs_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     Arc::clone(SCHEMA.get_or_init(|| {
         Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
             Field::new("tenant", DataType::Utf8, false),
             Field::new("service", DataType::Utf8, false),
             Field::new("host", DataType::Utf8, false),
@@ -231,7 +248,12 @@ pub struct LogsGenerator {
 
 fn shared_zipfs() -> (Arc<Zipf>, Arc<Zipf>) {
     static Z: OnceLock<(Arc<Zipf>, Arc<Zipf>)> = OnceLock::new();
-    let (t, u) = Z.get_or_init(|| (Arc::new(Zipf::new(TENANTS, 1.0)), Arc::new(Zipf::new(USERS, 1.0))));
+    let (t, u) = Z.get_or_init(|| {
+        (
+            Arc::new(Zipf::new(TENANTS, 1.0)),
+            Arc::new(Zipf::new(USERS, 1.0)),
+        )
+    });
     (Arc::clone(t), Arc::clone(u))
 }
 
@@ -302,7 +324,11 @@ impl LogsGenerator {
             // Time: a strictly increasing value inside this row's slot of the day.
             let lo = slot_start(row, self.total_rows);
             let hi = slot_start(row + 1, self.total_rows);
-            let t = if hi - lo > 1 { lo + rng.random_range(0..hi - lo) } else { lo };
+            let t = if hi - lo > 1 {
+                lo + rng.random_range(0..hi - lo)
+            } else {
+                lo
+            };
             ts.append_value(t);
 
             let tenant_i = self.tenants.sample(rng);
@@ -461,7 +487,10 @@ fn write_message(out: &mut String, f: &MessageFields<'_>) {
         write!(
             out,
             "upstream {TIMEOUT_TOKEN} after {:.0}ms calling {} for {}; retry {} of 3 scheduled by client gateway",
-            f.latency, f.service, f.path, f.small % 3 + 1
+            f.latency,
+            f.service,
+            f.path,
+            f.small % 3 + 1
         )
     } else {
         match (f.level, f.small % 5) {
@@ -473,7 +502,11 @@ fn write_message(out: &mut String, f: &MessageFields<'_>) {
             (2, _) => write!(
                 out,
                 "resolved route {} to handler v{} in {}us; headers=12 cookies=3 body_bytes={} user={}",
-                f.path, f.small, f.bytes % 997, f.bytes, f.user
+                f.path,
+                f.small,
+                f.bytes % 997,
+                f.bytes,
+                f.user
             ),
             (3, _) => write!(
                 out,
@@ -558,7 +591,9 @@ impl ParquetDataset {
 /// page-level statistics, sorted by `ts`.
 pub fn parquet_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
+        ))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,
@@ -570,7 +605,12 @@ pub fn parquet_properties() -> WriterProperties {
 /// Write the `logs` workload (`rows` rows from `seed`) as `files` zstd Parquet files sorted
 /// by `ts` (file `i` holds the `i`-th contiguous slice of the day), and the `services` table.
 /// Memory stays bounded: rows are generated and written 8,192 at a time.
-pub fn write_parquet(dir: &Path, seed: u64, rows: u64, files: usize) -> crate::Result<ParquetDataset> {
+pub fn write_parquet(
+    dir: &Path,
+    seed: u64,
+    rows: u64,
+    files: usize,
+) -> crate::Result<ParquetDataset> {
     let files = files.max(1);
     let logs_dir = dir.join("logs");
     let services_dir = dir.join("services");
@@ -583,7 +623,11 @@ pub fn write_parquet(dir: &Path, seed: u64, rows: u64, files: usize) -> crate::R
     for i in 0..files {
         let target = rows * (i as u64 + 1) / files as u64 - rows * i as u64 / files as u64;
         let path = logs_dir.join(format!("part-{i:04}.parquet"));
-        let mut w = ArrowWriter::try_new(File::create(&path)?, logs_schema(), Some(parquet_properties()))?;
+        let mut w = ArrowWriter::try_new(
+            File::create(&path)?,
+            logs_schema(),
+            Some(parquet_properties()),
+        )?;
         let mut written = 0u64;
         while written < target {
             let batch = match pending.take() {
@@ -605,7 +649,11 @@ pub fn write_parquet(dir: &Path, seed: u64, rows: u64, files: usize) -> crate::R
     }
 
     let services_file = services_dir.join("services.parquet");
-    let mut w = ArrowWriter::try_new(File::create(&services_file)?, services_schema(), Some(parquet_properties_plain()))?;
+    let mut w = ArrowWriter::try_new(
+        File::create(&services_file)?,
+        services_schema(),
+        Some(parquet_properties_plain()),
+    )?;
     w.write(&services_batch())?;
     w.close()?;
 
@@ -624,7 +672,9 @@ pub fn write_parquet(dir: &Path, seed: u64, rows: u64, files: usize) -> crate::R
 
 fn parquet_properties_plain() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
+        ))
         .build()
 }
 

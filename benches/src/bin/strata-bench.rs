@@ -8,7 +8,10 @@ use strata_benches::suite::{Args, run};
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("strata-bench: cannot start the runtime: {e}");
@@ -18,7 +21,10 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(args)) {
         Ok(report) if report.failures.is_empty() => std::process::ExitCode::SUCCESS,
         Ok(report) => {
-            eprintln!("strata-bench: {} failure(s), see FAILURES above", report.failures.len());
+            eprintln!(
+                "strata-bench: {} failure(s), see FAILURES above",
+                report.failures.len()
+            );
             std::process::ExitCode::from(2)
         }
         Err(e) => {

@@ -13,8 +13,13 @@ fn strings(batches: &[RecordBatch], col: &str) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
-            let a = b.column_by_name(col).expect("column exists").as_string::<i32>();
-            (0..a.len()).map(|i| a.value(i).to_string()).collect::<Vec<_>>()
+            let a = b
+                .column_by_name(col)
+                .expect("column exists")
+                .as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -63,7 +68,10 @@ fn request_ids_are_unique_and_predictable() {
     let mut seen = HashSet::new();
     let mut row = 0u64;
     for b in &batches {
-        let ids = b.column_by_name("request_id").expect("request_id").as_primitive::<UInt64Type>();
+        let ids = b
+            .column_by_name("request_id")
+            .expect("request_id")
+            .as_primitive::<UInt64Type>();
         for i in 0..ids.len() {
             assert_eq!(ids.value(i), request_id_of(4, row));
             assert!(seen.insert(ids.value(i)));
@@ -84,7 +92,10 @@ fn level_proportions_are_close_to_the_brief() {
         let got = counts.get(name).copied().unwrap_or(0) as f64 / rows as f64;
         // Within 10 % relative (FATAL: 200 expected rows, so allow 30 %).
         let tol = if p < 0.01 { 0.3 } else { 0.1 };
-        assert!((got - p).abs() <= tol * p, "{name}: expected {p}, got {got}");
+        assert!(
+            (got - p).abs() <= tol * p,
+            "{name}: expected {p}, got {got}"
+        );
     }
 }
 
@@ -114,12 +125,21 @@ fn tokens_and_messages() {
     let rows = 200_000u64;
     let batches = all(9, rows, 8192);
     let messages = strings(&batches, "message");
-    let timeouts = messages.iter().filter(|m| m.contains(TIMEOUT_TOKEN)).count() as f64;
+    let timeouts = messages
+        .iter()
+        .filter(|m| m.contains(TIMEOUT_TOKEN))
+        .count() as f64;
     let rare = messages.iter().filter(|m| m.contains(RARE_TOKEN)).count();
-    assert!((timeouts / rows as f64 - TIMEOUT_P).abs() < 0.15 * TIMEOUT_P, "timeouts {timeouts}");
+    assert!(
+        (timeouts / rows as f64 - TIMEOUT_P).abs() < 0.15 * TIMEOUT_P,
+        "timeouts {timeouts}"
+    );
     assert!((5..=50).contains(&rare), "rare token rows {rare}");
     let mean_len = messages.iter().map(String::len).sum::<usize>() as f64 / rows as f64;
-    assert!((100.0..=140.0).contains(&mean_len), "mean message length {mean_len}");
+    assert!(
+        (100.0..=140.0).contains(&mean_len),
+        "mean message length {mean_len}"
+    );
 }
 
 #[test]
@@ -133,7 +153,13 @@ fn zipf_tenants_and_users() {
     assert!(distinct.len() > 90 && distinct.len() <= TENANTS);
     let users: Vec<u64> = batches
         .iter()
-        .flat_map(|b| b.column_by_name("user_id").expect("user_id").as_primitive::<UInt64Type>().values().to_vec())
+        .flat_map(|b| {
+            b.column_by_name("user_id")
+                .expect("user_id")
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec()
+        })
         .collect();
     assert!(users.iter().all(|u| (1..=USERS as u64).contains(u)));
     let user1 = users.iter().filter(|u| **u == 1).count() as f64 / rows as f64;
