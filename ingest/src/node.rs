@@ -203,7 +203,7 @@ impl IngestNode {
         if w.batches.is_empty() {
             return Ok(WriteResult::default());
         }
-        let size: usize = w.batches.iter().map(|b| b.get_array_memory_size()).sum();
+        let size: usize = w.batches.iter().map(crate::schema::batch_bytes).sum();
         if size > self.cfg.max_batch_bytes {
             return Err(Error::InvalidInput(format!(
                 "the write holds {size} bytes, over the limit of {} bytes; split it into smaller batches",
@@ -311,14 +311,17 @@ impl IngestNode {
             parts.push((s, batch));
         }
         // Backpressure: reserve memory for all parts or refuse the whole write.
-        let need: usize = parts.iter().map(|(_, b)| b.get_array_memory_size()).sum();
+        let need: usize = parts
+            .iter()
+            .map(|(_, b)| crate::schema::batch_bytes(b))
+            .sum();
         let mut handles = Vec::with_capacity(parts.len());
         for (s, _) in &parts {
             handles.push(self.handle(&w.table, *s).await?);
         }
         for ((s, b), h) in parts.iter().zip(&handles) {
             let buffered = h.stats.buffered.load(Ordering::Acquire);
-            if buffered + b.get_array_memory_size() > self.cfg.max_shard_bytes {
+            if buffered + crate::schema::batch_bytes(b) > self.cfg.max_shard_bytes {
                 return Err(Error::Backpressure(format!(
                     "shard {s} of table `{}` has {buffered} bytes buffered (limit {}); retry after its flush",
                     w.table, self.cfg.max_shard_bytes
@@ -335,7 +338,7 @@ impl IngestNode {
         let arrived = Instant::now();
         let mut waits = Vec::with_capacity(parts.len());
         for ((s, batch), h) in parts.into_iter().zip(&handles) {
-            let bytes = batch.get_array_memory_size();
+            let bytes = crate::schema::batch_bytes(&batch);
             h.stats.buffered.fetch_add(bytes, Ordering::AcqRel);
             self.metrics.buffered_bytes.add(bytes as i64);
             let (tx, rx) = oneshot::channel();

@@ -244,6 +244,20 @@ pub fn upgrade_stored(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordB
     )?)
 }
 
+/// Bytes a batch's rows occupy, counting only the slice each column covers (a slice of a big
+/// batch shares its buffers; `get_array_memory_size` would count them whole).
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +325,21 @@ mod tests {
         assert!(
             e.contains("column `n`") && e.contains("Int32") && e.contains("Utf8"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn slices_count_only_their_rows() {
+        let b = batch(vec![(
+            "n",
+            Arc::new(Int32Array::from_iter_values(0..100_000)),
+        )]);
+        let whole = batch_bytes(&b);
+        let part = batch_bytes(&b.slice(0, 1000));
+        assert!(whole >= 400_000, "{whole}");
+        assert!(
+            part < whole / 50,
+            "a 1% slice counts {part} of {whole} bytes"
         );
     }
 

@@ -268,7 +268,7 @@ impl Shard {
         let mut bytes = 0;
         for b in entry.batches {
             let b = upgrade_stored(&b, &self.stored_schema)?;
-            bytes += b.get_array_memory_size();
+            bytes += crate::schema::batch_bytes(&b);
             batches.push(b);
         }
         if h.first_offset != self.next_offset && h.rows > 0 {
@@ -582,7 +582,7 @@ impl Shard {
                 },
             };
             debug_assert!(landed);
-            let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let bytes: usize = batches.iter().map(crate::schema::batch_bytes).sum();
             let was = group.iter().map(|p| p.bytes).sum::<usize>();
             // Account the stored (offset-carrying) size instead of the request size.
             if bytes > was {
