@@ -232,23 +232,30 @@ pub async fn run(url: &str, spec: &IngestSpec, prepared: Prepared) -> Result<Ing
     })
 }
 
-/// Poll `SELECT count(*)` on `table` until it reaches `rows`; how long that took.
+/// Poll `SELECT count(*)` on `table` until it reaches `rows`; how long that took, and the
+/// last error of a failed poll (retried), if any.
 pub async fn wait_visible(
     client: &mut FlightClient,
     table: &str,
     rows: u64,
     limit: Duration,
-) -> Result<Duration> {
+) -> Result<(Duration, Option<String>)> {
     let t0 = Instant::now();
     let sql = format!("SELECT count(*) AS n FROM {table}");
+    let mut n = 0;
+    let mut last_error = None;
     loop {
-        let batches = client.query(&sql).await?;
-        let n = first_count(&batches).unwrap_or(0);
+        // A query may fail while a flush commits (UNAVAILABLE, "retry"): retry as a client would.
+        match client.query(&sql).await {
+            Ok(batches) => n = first_count(&batches).unwrap_or(0),
+            Err(e) => last_error = Some(first_line(&e.to_string())),
+        }
         if n >= rows {
-            return Ok(t0.elapsed());
+            return Ok((t0.elapsed(), last_error));
         }
         if t0.elapsed() > limit {
-            return Err(format!("{table}: {n} of {rows} rows visible after {limit:?}").into());
+            let why = last_error.map_or(String::new(), |e| format!("; last error: {e}"));
+            return Err(format!("{table}: {n} of {rows} rows visible after {limit:?}{why}").into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub log_dir: PathBuf,
     /// More arguments passed to `strata serve` as they are.
     pub extra_args: Vec<String>,
+    /// Environment variables for the server (e.g. `STRATA__GATEWAY_CACHE__ENABLED=false`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `strata serve`.
@@ -89,6 +91,7 @@ impl Server {
             cmd.arg("--flush-age-secs").arg(a.to_string());
         }
         cmd.args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

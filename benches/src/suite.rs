@@ -101,6 +101,10 @@ pub struct Args {
     /// Keep the working folder (server logs, data) after the run
     #[arg(long)]
     pub keep: bool,
+    /// Keep the gateway's result cache on while measuring warm runs (then repeated queries are
+    /// answered from it); by default it is off for those and measured apart (`result cache hit`)
+    #[arg(long)]
+    pub result_cache: bool,
     /// Extra argument for `strata serve` (repeatable), e.g. --serve-arg=--query-memory-limit=1073741824
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
@@ -177,6 +181,8 @@ pub struct QueryRow {
     /// Bytes the data cache fetched from the bucket in the cold run.
     pub strata_cold_cache_fetch_bytes: Option<f64>,
     pub strata_warm_ms: Option<f64>,
+    /// Median of repeated runs answered by the gateway's result cache.
+    pub strata_result_cache_ms: Option<f64>,
     pub strata_error: Option<String>,
     pub datafusion: EngineTiming,
     pub duckdb: EngineTiming,
@@ -197,6 +203,7 @@ pub struct Geomeans {
     pub queries: usize,
     pub strata_cold_ms: Option<f64>,
     pub strata_warm_ms: Option<f64>,
+    pub strata_result_cache_ms: Option<f64>,
     pub datafusion_warm_ms: Option<f64>,
     pub duckdb_warm_ms: Option<f64>,
     pub polars_warm_ms: Option<f64>,
@@ -432,6 +439,7 @@ pub async fn run(args: Args) -> Result<Report> {
         warm,
         run_id: run_id.clone(),
         seq: std::cell::Cell::new(0),
+        result_cache_unknown: std::cell::Cell::new(false),
     };
     if args.gateway.is_none() && strata_bin.is_none() {
         report.failures.push(
@@ -613,7 +621,12 @@ struct StrataCtx<'a> {
     warm: usize,
     run_id: String,
     seq: std::cell::Cell<usize>,
+    /// The server refused [`RESULT_CACHE_ENV`]: it has no result cache to turn off.
+    result_cache_unknown: std::cell::Cell<bool>,
 }
+
+/// Turns the gateway's result cache off (`[gateway_cache] enabled = false`).
+const RESULT_CACHE_ENV: &str = "STRATA__GATEWAY_CACHE__ENABLED";
 
 impl StrataCtx<'_> {
     fn options(&self, data: &str) -> ServerOptions {
@@ -636,15 +649,36 @@ impl StrataCtx<'_> {
             flush_age_secs: None,
             log_dir: self.work.join("logs"),
             extra_args: extra,
+            env: Vec::new(),
         }
     }
 
-    /// Start a server over `data` with a new, empty cache folder.
-    async fn start(&self, data: &str) -> Result<Server> {
+    /// Start a server over `data` with a new, empty cache folder (and the gateway's result
+    /// cache on or off).
+    async fn start_with(&self, data: &str, result_cache: bool) -> Result<Server> {
         let n = self.seq.get();
         self.seq.set(n + 1);
         let cache = self.work.join(format!("cache-{n}"));
-        Server::start(&self.options(data), &cache, n).await
+        let mut opts = self.options(data);
+        if !result_cache && !self.result_cache_unknown.get() {
+            opts.env
+                .push((RESULT_CACHE_ENV.to_string(), "false".to_string()));
+            match Server::start(&opts, &cache, n).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.to_string().contains("gateway_cache") => {
+                    // An engine without a result cache refuses the unknown key.
+                    self.result_cache_unknown.set(true);
+                    opts.env.clear();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Server::start(&opts, &cache, n).await
+    }
+
+    /// Start a server for measuring: the result cache as `--result-cache` says.
+    async fn start(&self, data: &str) -> Result<Server> {
+        self.start_with(data, self.args.result_cache).await
     }
 
     async fn client(&self, url: &str) -> Result<FlightClient> {
@@ -754,13 +788,17 @@ async fn strata_phase(
             if let Some(e) = failed {
                 return Err(format!("loading logs failed: {e}").into());
             }
-            report.visible_ms = note(
-                notes,
-                "visibility",
-                wait_visible(&mut client, "logs", ds.rows, Duration::from_secs(60))
-                    .await
-                    .map(ms),
-            );
+            match wait_visible(&mut client, "logs", ds.rows, Duration::from_secs(60)).await {
+                Ok((d, err)) => {
+                    report.visible_ms = Some(ms(d));
+                    if let Some(e) = err {
+                        notes.push(format!(
+                            "a count(*) poll after the load failed and was retried: {e}"
+                        ));
+                    }
+                }
+                Err(e) => notes.push(format!("visibility: {e}")),
+            }
             let created = create_table(
                 &mut client,
                 &create_table_sql("services", &services_schema(), "")?,
@@ -869,6 +907,50 @@ async fn strata_phase(
             stop(s, notes).await;
         }
     }
+    // The same queries answered by the gateway's result cache (identical query, nothing
+    // changed): one more server with the cache on, each query once, then timed.
+    if args.gateway.is_none() && !args.result_cache {
+        match ctx.start_with("data", true).await {
+            Ok(server) => {
+                let r = async {
+                    let mut c = ctx.client(&server.url).await?;
+                    for (i, q) in qs.iter().enumerate() {
+                        if c.query(&q.sql).await.is_err() {
+                            continue;
+                        }
+                        let mut s = Samples::new();
+                        for _ in 0..ctx.warm {
+                            let t = Instant::now();
+                            c.query(&q.sql).await?;
+                            s.push(t.elapsed());
+                        }
+                        out[i].strata_result_cache_ms = s.median().map(ms);
+                    }
+                    Ok::<_, crate::Error>(())
+                }
+                .await;
+                if let Err(e) = r {
+                    notes.push(format!("result cache pass: {e}"));
+                }
+                stop(server, notes).await;
+            }
+            Err(e) => notes.push(format!("result cache pass: {e}")),
+        }
+        if ctx.result_cache_unknown.get() {
+            notes.push(format!(
+                "this strata refused {RESULT_CACHE_ENV}: it has no result cache to switch off, so \
+                 `result cache` repeats the warm runs"
+            ));
+        } else {
+            notes.push(format!(
+                "warm runs had the gateway's result cache off ({RESULT_CACHE_ENV}=false); \
+                 `result cache` = the same query repeated with it on"
+            ));
+        }
+    } else if args.result_cache {
+        notes.push("--result-cache: warm runs of a repeated query may be answered by the gateway's result cache".to_string());
+    }
+
     if !point.is_empty() {
         report.point_lookup = Some(Latency {
             what: "point lookup by request_id, warm, through the gateway".to_string(),
@@ -1108,6 +1190,7 @@ fn geomeans(rows: &[QueryRow]) -> Geomeans {
         queries: used.len(),
         strata_cold_ms: g(&|r| r.strata_cold_ms),
         strata_warm_ms: g(&|r| r.strata_warm_ms),
+        strata_result_cache_ms: g(&|r| r.strata_result_cache_ms),
         datafusion_warm_ms: g(&|r| r.datafusion.warm_ms),
         duckdb_warm_ms: g(&|r| r.duckdb.warm_ms),
         polars_warm_ms: g(&|r| r.polars.warm_ms),
@@ -1218,16 +1301,30 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
         let mut client = ctx.client(&server.url).await?;
         let mut out = Vec::new();
         for (i, q) in qs.iter().enumerate() {
-            let _ = client.query(&q.sql).await?;
-            let mut s = Samples::new();
-            for _ in 0..ctx.warm {
-                let t = Instant::now();
+            let timed = async {
                 client.query(&q.sql).await?;
-                s.push(t.elapsed());
+                let mut s = Samples::new();
+                for _ in 0..ctx.warm {
+                    let t = Instant::now();
+                    client.query(&q.sql).await?;
+                    s.push(t.elapsed());
+                }
+                Ok::<_, crate::Error>(s.median().map(ms))
             }
+            .await;
+            let strata_ms2 = match timed {
+                Ok(v) => v,
+                Err(e) => {
+                    let e = first_line(&e.to_string());
+                    notes.push(format!("{} at {rows2} rows failed on Strata: {e}", q.name));
+                    report
+                        .failures
+                        .push(format!("{} at {rows2} rows: {e}", q.name));
+                    None
+                }
+            };
             let base = report.queries.get(i);
             let strata_ms = base.and_then(|r| r.strata_warm_ms);
-            let strata_ms2 = s.median().map(ms);
             let datafusion_ms = base.and_then(|r| r.datafusion.warm_ms);
             let datafusion_ms2 = df2.get(i).and_then(|t| t.warm_ms);
             out.push(ScalingRow {
