@@ -376,7 +376,7 @@ fn session_template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionSt
         .with_runtime_env(runtime)
         .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
         .with_higher_order_functions(SessionStateDefaults::default_higher_order_functions())
-        .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
+        .with_aggregate_functions(crate::functions::aggregate_functions())
         .with_window_functions(SessionStateDefaults::default_window_functions())
         .with_expr_planners(SessionStateDefaults::default_expr_planners())
         .with_table_function_list(SessionStateDefaults::default_table_functions())

@@ -31,6 +31,7 @@ pub mod config;
 mod confine;
 pub mod engine;
 pub mod error;
+mod functions;
 mod manifests;
 mod pruning;
 mod schema_provider;
