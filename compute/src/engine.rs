@@ -371,7 +371,11 @@ fn session_template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionSt
     parquet.enable_page_index = true;
     parquet.bloom_filter_on_read = true;
     // No table factories and no file formats: nothing can be created from SQL.
-    SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new();
+    for rule in crate::rules::optimizer_rules() {
+        builder = builder.with_optimizer_rule(rule);
+    }
+    builder
         .with_config(session)
         .with_runtime_env(runtime)
         .with_scalar_functions(SessionStateDefaults::default_scalar_functions())

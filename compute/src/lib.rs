@@ -34,6 +34,7 @@ pub mod error;
 mod functions;
 mod manifests;
 mod pruning;
+mod rules;
 mod schema_provider;
 pub mod statement;
 mod store_registry;

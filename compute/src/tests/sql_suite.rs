@@ -226,6 +226,54 @@ fn cases(f: &Fixture) -> Vec<Case> {
             .collect(),
     });
 
+    // 12b. The same with row_number() = 1 (rewritten into an aggregate: see rules/last_row.rs),
+    // with an extra condition kept above it, and a window that must not be rewritten.
+    let newest: Vec<Vec<Cell>> = last_per_host
+        .values()
+        .map(|r| {
+            vec![
+                r.host.as_str().into(),
+                r.ts.into(),
+                r.request_id.into(),
+                1u64.into(),
+            ]
+        })
+        .collect();
+    out.push(Case {
+        name: "last row per host (row_number)",
+        sql: "SELECT host, ts, request_id, rn FROM (SELECT host, ts, request_id, \
+              row_number() OVER (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) t \
+              WHERE rn = 1 ORDER BY host"
+            .into(),
+        expected: newest.clone(),
+    });
+    let first_host = last_per_host.keys().next().copied().unwrap_or_default();
+    out.push(Case {
+        name: "last row per host (row_number, extra conjunct)",
+        sql: format!(
+            "SELECT * FROM (SELECT host, ts, request_id, row_number() OVER \
+             (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) WHERE 1 >= rn AND host = '{first_host}'"
+        ),
+        expected: newest[..1].to_vec(),
+    });
+    let mut second_per_host: BTreeMap<&str, Vec<&LogRow>> = BTreeMap::new();
+    for r in rows {
+        second_per_host.entry(&r.host).or_default().push(r);
+    }
+    out.push(Case {
+        name: "second row per host (not rewritten)",
+        sql: "SELECT host, ts FROM (SELECT host, ts, row_number() OVER \
+              (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) WHERE rn = 2 ORDER BY host"
+            .into(),
+        expected: second_per_host
+            .into_iter()
+            .filter_map(|(h, mut v)| {
+                v.sort_by_key(|r| std::cmp::Reverse(r.ts));
+                v.get(1).map(|r| vec![h.into(), r.ts.into()])
+            })
+            .collect(),
+    });
+
     // Also: plain totals (segments + WAL, nothing below the WAL floor twice).
     out.push(Case {
         name: "count all",
@@ -254,4 +302,33 @@ async fn the_twelve_query_kinds() {
         let got = query(&engine, &case.sql).await;
         assert_eq!(got, case.expected, "{}: {}", case.name, case.sql);
     }
+}
+
+#[tokio::test]
+async fn row_number_one_is_planned_as_an_aggregate() {
+    let f = Fixture::new().await;
+    let engine = f.engine(test_config()).await;
+    let plan = |sql: String| {
+        let engine = engine.clone();
+        async move {
+            query(&engine, &format!("EXPLAIN {sql}"))
+                .await
+                .into_iter()
+                .map(|row| format!("{row:?}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let window = |rn: u32| {
+        format!(
+            "SELECT host, ts FROM (SELECT host, ts, row_number() OVER \
+             (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) WHERE rn = {rn}"
+        )
+    };
+    let rewritten = plan(window(1)).await;
+    assert!(rewritten.contains("first_value"), "{rewritten}");
+    assert!(!rewritten.contains("WindowAggr"), "{rewritten}");
+    let kept = plan(window(3)).await;
+    assert!(kept.contains("WindowAggr"), "{kept}");
+    assert!(!kept.contains("first_value"), "{kept}");
 }

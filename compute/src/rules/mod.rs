@@ -1,0 +1,14 @@
+//! Logical optimizer rules Strata adds to DataFusion's.
+
+use std::sync::Arc;
+
+use datafusion::optimizer::OptimizerRule;
+
+mod last_row;
+
+pub(crate) use last_row::LastRowPerKey;
+
+/// Rules appended after DataFusion's default logical optimizer rules.
+pub(crate) fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    vec![Arc::new(LastRowPerKey)]
+}
