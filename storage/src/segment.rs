@@ -20,6 +20,9 @@ use parquet::schema::types::ColumnPath;
 use crate::error::{Error, Result};
 use crate::manifest::{ColumnStats, OFFSET_COLUMN, TableDef};
 
+/// Most rows in one data page (the page index then prunes at this granularity).
+pub const PAGE_ROWS: usize = 8192;
+
 /// How segments are encoded.
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
@@ -71,6 +74,9 @@ pub fn writer_properties(
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        // Small pages: a point lookup that the bloom filter narrows to one row group then
+        // decodes one page of each column (≤ 8k rows) instead of ~1 MiB pages.
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_statistics_truncate_length(Some(64));
     if let Some(tc) = &def.time_column
         && let Some(idx) = def.schema.index_of(tc).ok()
@@ -324,5 +330,41 @@ mod tests {
             .downcast_ref::<TimestampMicrosecondArray>()
             .unwrap();
         assert_eq!(ts.values().to_vec(), vec![10, 20, 30]);
+    }
+
+    #[test]
+    fn pages_hold_at_most_page_rows() {
+        let d = def();
+        let mut fields: Vec<_> = d.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(OFFSET_COLUMN, DataType::UInt64, false)));
+        let n = 3 * PAGE_ROWS as i64 + 5;
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..n)),
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("m{i}")),
+                )),
+                Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            ],
+        )
+        .unwrap();
+        let seg = encode_segment(&d, &[batch], &SegmentOptions::default()).unwrap();
+        let opts = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_page_index()
+            .build();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
+            seg.bytes, opts,
+        )
+        .unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        let pages = &meta.offset_index().expect("offset index")[0][1].page_locations;
+        assert_eq!(pages.len(), 4, "{pages:?}");
+        assert!(
+            pages
+                .windows(2)
+                .all(|w| w[1].first_row_index - w[0].first_row_index <= PAGE_ROWS as i64)
+        );
     }
 }
