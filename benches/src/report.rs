@@ -173,14 +173,14 @@ pub fn render(r: &Report) -> String {
     if b.gateway_overhead.is_empty() {
         rows.push(vec![
             "gateway overhead".to_string(),
-            "n/a (give --compute-direct URL)".to_string(),
+            "n/a (see the notes)".to_string(),
         ]);
     }
     for g in &b.gateway_overhead {
         rows.push(vec![
             format!(
                 "gateway overhead: {}",
-                g.gateway.what.chars().take(40).collect::<String>()
+                g.gateway.what.chars().take(48).collect::<String>()
             ),
             format!(
                 "p50 +{} ms, p99 +{} ms (gateway p50 {} / p99 {}, direct p50 {} / p99 {})",

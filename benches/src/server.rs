@@ -1,5 +1,5 @@
-//! Starting and stopping a `strata serve` process for the benchmark, and reading its
-//! Prometheus `/metrics`.
+//! Starting and stopping `strata` processes for the benchmark (`serve`, or the `compute` and
+//! `gateway` roles of a cluster), and reading their Prometheus `/metrics`.
 //!
 //! The server listens on free 127.0.0.1 ports; its output goes to `<log_dir>/serve-N.log`.
 //! [`Server::stop`] sends SIGTERM (Strata drains and flushes acknowledged writes) and waits;
@@ -17,16 +17,18 @@ use tokio::process::{Child, Command};
 use crate::Result;
 use crate::flight::FlightClient;
 
-/// How to run `strata serve`.
+/// How to run a `strata` process.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The `strata` binary.
     pub bin: PathBuf,
+    /// The subcommand: `serve` (all in one), `compute` or `gateway`.
+    pub role: &'static str,
     /// `--data-dir` (the embedded store lives in `<data_dir>/store` unless `object_store`).
     pub data_dir: PathBuf,
     /// `--object-store`, e.g. `s3://bucket/prefix`.
     pub object_store: Option<String>,
-    /// `--default-shards` for tables created on first write.
+    /// `--default-shards` for tables created on first write (`serve`).
     pub default_shards: u32,
     /// `--flush-age-secs`.
     pub flush_age_secs: Option<u64>,
@@ -42,6 +44,9 @@ pub struct ServerOptions {
 #[derive(Debug)]
 pub struct Server {
     child: Child,
+    role: &'static str,
+    /// The gRPC address.
+    pub grpc: SocketAddr,
     /// `http://127.0.0.1:<grpc port>`.
     pub url: String,
     /// The HTTP address (health, metrics).
@@ -70,10 +75,10 @@ impl Server {
         std::fs::create_dir_all(&opts.data_dir)?;
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let log = opts.log_dir.join(format!("serve-{seq}.log"));
+        let log = opts.log_dir.join(format!("{}-{seq}.log", opts.role));
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(&opts.bin);
-        cmd.arg("serve")
+        cmd.arg(opts.role)
             .arg("--data-dir")
             .arg(&opts.data_dir)
             .arg("--cache-dir")
@@ -81,9 +86,11 @@ impl Server {
             .arg("--grpc-addr")
             .arg(grpc.to_string())
             .arg("--http-addr")
-            .arg(http.to_string())
-            .arg("--default-shards")
-            .arg(opts.default_shards.to_string());
+            .arg(http.to_string());
+        if opts.role == "serve" {
+            cmd.arg("--default-shards")
+                .arg(opts.default_shards.to_string());
+        }
         if let Some(s) = &opts.object_store {
             cmd.arg("--object-store").arg(s);
         }
@@ -100,8 +107,11 @@ impl Server {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", opts.bin.display()))?;
+        let role = opts.role;
         let mut server = Self {
             child,
+            role,
+            grpc,
             url: format!("http://{grpc}"),
             http,
             log,
@@ -115,7 +125,8 @@ impl Server {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Err(format!(
-                    "strata serve exited during startup ({status}); last lines of {}:\n{}",
+                    "strata {} exited during startup ({status}); last lines of {}:\n{}",
+                    self.role,
                     self.log.display(),
                     tail(&self.log, 30)
                 )
@@ -130,7 +141,8 @@ impl Server {
             }
             if t0.elapsed() > limit {
                 return Err(format!(
-                    "strata serve not ready after {limit:?}; last lines of {}:\n{}",
+                    "strata {} not ready after {limit:?}; last lines of {}:\n{}",
+                    self.role,
                     self.log.display(),
                     tail(&self.log, 30)
                 )
@@ -163,7 +175,11 @@ impl Server {
             }
         }
         self.child.kill().await?;
-        Err(format!("strata serve did not stop within {grace:?} after SIGTERM; killed it").into())
+        Err(format!(
+            "strata {} did not stop within {grace:?} after SIGTERM; killed it",
+            self.role
+        )
+        .into())
     }
 }
 

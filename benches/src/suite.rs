@@ -83,7 +83,8 @@ pub struct Args {
     /// Use a local folder even when STRATA_TEST_S3_URL is set
     #[arg(long)]
     pub local: bool,
-    /// A compute node to send the same queries to directly (gateway overhead)
+    /// A compute node to send the same small queries to directly, for the gateway overhead
+    /// [default: the suite starts `strata compute`, `ingest` and `gateway` over the same store]
     #[arg(long)]
     pub compute_direct: Option<String>,
     /// Run `strata compact --once` on the store before the query runs
@@ -637,6 +638,7 @@ impl StrataCtx<'_> {
         extra.extend(self.args.serve_args.iter().cloned());
         ServerOptions {
             bin: self.bin.clone().unwrap_or_else(|| PathBuf::from("strata")),
+            role: "serve",
             data_dir: self.work.join(data),
             object_store: self.store.as_ref().map(|s| {
                 if data == "data" {
@@ -674,6 +676,26 @@ impl StrataCtx<'_> {
             }
         }
         Server::start(&opts, &cache, n).await
+    }
+
+    /// Start another role (`compute`, `gateway`) over `data`, with a new cache folder, the
+    /// gateway's result cache off, and `extra` arguments.
+    async fn start_role(
+        &self,
+        data: &str,
+        role: &'static str,
+        extra: Vec<String>,
+    ) -> Result<Server> {
+        let n = self.seq.get();
+        self.seq.set(n + 1);
+        let mut opts = self.options(data);
+        opts.role = role;
+        opts.extra_args = extra;
+        if !self.result_cache_unknown.get() {
+            opts.env
+                .push((RESULT_CACHE_ENV.to_string(), "false".to_string()));
+        }
+        Server::start(&opts, &self.work.join(format!("cache-{n}")), n).await
     }
 
     /// Start a server for measuring: the result cache as `--result-cache` says.
@@ -971,37 +993,86 @@ async fn strata_phase(
         );
     }
 
-    // Gateway overhead.
-    if let Some(direct) = &args.compute_direct {
-        let server = match &args.gateway {
-            Some(_) => None,
-            None => Some(ctx.start("data").await?),
-        };
-        let gw = server.as_ref().map_or_else(
-            || args.gateway.clone().unwrap_or_default(),
-            |s| s.url.clone(),
-        );
-        let n = if quick { 20 } else { 200 };
-        for sql in ["SELECT 1".to_string(), qs[0].sql.clone()] {
-            let r = async {
-                let mut g = ctx.client(&gw).await?;
-                let mut d = ctx.client(direct).await?;
-                let a = round_trips(&mut g, Some(&sql), n).await?;
-                let b = round_trips(&mut d, Some(&sql), n).await?;
-                Ok::<_, crate::Error>(Overhead {
-                    p50_delta_ms: a.p50_ms.zip(b.p50_ms).map(|(x, y)| x - y),
-                    p99_delta_ms: a.p99_ms.zip(b.p99_ms).map(|(x, y)| x - y),
-                    gateway: a,
-                    direct: b,
-                })
-            }
-            .await;
-            if let Some(o) = note(notes, "gateway overhead", r) {
-                report.baselines.gateway_overhead.push(o);
+    // Gateway overhead: the same small queries through a gateway and straight to the compute
+    // node behind it. Without --compute-direct the suite starts that topology itself: one
+    // `strata compute`, one `strata ingest` and one `strata gateway` process routing to them,
+    // over the same store (so both answer from the same data).
+    if args.gateway.is_none() || args.compute_direct.is_some() {
+        let mut procs = Vec::new();
+        let urls = async {
+            match &args.compute_direct {
+                Some(direct) => {
+                    let gw = match &args.gateway {
+                        Some(g) => g.clone(),
+                        None => {
+                            let s = ctx.start("data").await?;
+                            let url = s.url.clone();
+                            procs.push(s);
+                            url
+                        }
+                    };
+                    Ok::<_, crate::Error>((gw, direct.clone()))
+                }
+                None => {
+                    let compute = ctx.start_role("data", "compute", Vec::new()).await?;
+                    let ingest = ctx.start_role("data", "ingest", Vec::new()).await?;
+                    let nodes = vec![
+                        "--compute-nodes".to_string(),
+                        compute.grpc.to_string(),
+                        "--ingest-nodes".to_string(),
+                        ingest.grpc.to_string(),
+                    ];
+                    let direct = compute.url.clone();
+                    procs.push(compute);
+                    procs.push(ingest);
+                    let gateway = ctx.start_role("data", "gateway", nodes).await?;
+                    let gw = gateway.url.clone();
+                    procs.push(gateway);
+                    Ok((gw, direct))
+                }
             }
         }
-        if let Some(s) = server {
-            stop(s, notes).await;
+        .await;
+        if let Some((gw, direct)) = note(notes, "gateway overhead", urls) {
+            let n = if quick { 20 } else { 300 };
+            for sql in ["SELECT 1".to_string(), qs[0].sql.clone()] {
+                let r = async {
+                    let mut g = ctx.client(&gw).await?;
+                    let mut d = ctx.client(&direct).await?;
+                    // Interleaved rounds, so drift (cache, CPU frequency) hits both alike.
+                    let (mut a, mut b) = (Samples::new(), Samples::new());
+                    drop(g.query(&sql).await?);
+                    drop(d.query(&sql).await?);
+                    for _ in 0..n {
+                        let t = Instant::now();
+                        drop(g.query(&sql).await?);
+                        a.push(t.elapsed());
+                        let t = Instant::now();
+                        drop(d.query(&sql).await?);
+                        b.push(t.elapsed());
+                    }
+                    let latency = |s: &mut Samples| Latency {
+                        what: sql.clone(),
+                        n,
+                        p50_ms: s.quantile(0.5).map(ms),
+                        p99_ms: s.quantile(0.99).map(ms),
+                    };
+                    let (a, b) = (latency(&mut a), latency(&mut b));
+                    Ok::<_, crate::Error>(Overhead {
+                        p50_delta_ms: a.p50_ms.zip(b.p50_ms).map(|(x, y)| x - y),
+                        p99_delta_ms: a.p99_ms.zip(b.p99_ms).map(|(x, y)| x - y),
+                        gateway: a,
+                        direct: b,
+                    })
+                }
+                .await;
+                if let Some(o) = note(notes, "gateway overhead", r) {
+                    report.baselines.gateway_overhead.push(o);
+                }
+            }
+        }
+        for p in procs.into_iter().rev() {
+            stop(p, notes).await;
         }
     }
     Ok(())
