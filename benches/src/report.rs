@@ -333,18 +333,27 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "  point lookups: {}", latency(&r.point_lookup));
 
     if !r.scaling.is_empty() {
-        let (a, b) = (m.rows, m.rows2.unwrap_or(0));
+        // Smaller size first; the ratios are larger over smaller.
+        let swap = m.rows2.unwrap_or(0) < m.rows;
+        let (a, b) = if swap {
+            (m.rows2.unwrap_or(0), m.rows)
+        } else {
+            (m.rows, m.rows2.unwrap_or(0))
+        };
+        let ordered = |x: Option<f64>, y: Option<f64>| if swap { (y, x) } else { (x, y) };
         let rows: Vec<Vec<String>> = r
             .scaling
             .iter()
             .map(|s| {
+                let (s1, s2) = ordered(s.strata_ms, s.strata_ms2);
+                let (d1, d2) = ordered(s.datafusion_ms, s.datafusion_ms2);
                 vec![
                     s.name.clone(),
-                    fmt_ms(s.strata_ms),
-                    fmt_ms(s.strata_ms2),
+                    fmt_ms(s1),
+                    fmt_ms(s2),
                     fmt_ratio(s.strata_ratio),
-                    fmt_ms(s.datafusion_ms),
-                    fmt_ms(s.datafusion_ms2),
+                    fmt_ms(d1),
+                    fmt_ms(d2),
                     fmt_ratio(s.datafusion_ratio),
                 ]
             })

@@ -41,12 +41,17 @@ use crate::workload::{
              next to DataFusion, DuckDB and Polars on the same Parquet files, and the baselines."
 )]
 pub struct Args {
-    /// Rows of the `logs` table [default: 1000000; 100000 with --quick]
+    /// Rows of the `logs` table [default: 10000000; 100000 with --quick]
     #[arg(long)]
     pub rows: Option<u64>,
-    /// A second size for the scaling ratios (e.g. 10000000); off by default
+    /// A second size, for how cost grows with the data (the query suite again; ratio per
+    /// query); 0 turns it off [default: --rows / 10; off with --quick]
     #[arg(long)]
     pub rows2: Option<u64>,
+    /// Only write the workload (`--rows` rows, `--files` Parquet files, `services.parquet`)
+    /// into this folder and exit
+    #[arg(long, value_name = "DIR")]
+    pub generate: Option<PathBuf>,
     /// Seed of the workload generator
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -215,6 +220,8 @@ pub struct Geomeans {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ScalingRow {
     pub name: String,
+    /// Warm ms at `--rows` (`strata_ms`) and at `--rows2` (`strata_ms2`); the ratios are
+    /// always the larger size's time over the smaller size's.
     pub strata_ms: Option<f64>,
     pub strata_ms2: Option<f64>,
     pub strata_ratio: Option<f64>,
@@ -246,7 +253,13 @@ pub async fn run(args: Args) -> Result<Report> {
     let started = Instant::now();
     let rows = args
         .rows
-        .unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+        .unwrap_or(if args.quick { 100_000 } else { 10_000_000 });
+    let rows2 = match args.rows2 {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None if args.quick || rows < 100_000 => None,
+        None => Some(rows / 10),
+    };
     let warm = args.warm.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     let matrix_rows = args
         .matrix_rows
@@ -312,7 +325,7 @@ pub async fn run(args: Args) -> Result<Report> {
     let mut report = Report {
         meta: Meta {
             rows,
-            rows2: args.rows2,
+            rows2,
             seed: args.seed,
             files: ds.logs_files.len(),
             parquet_bytes: ds.logs_bytes,
@@ -483,7 +496,7 @@ pub async fn run(args: Args) -> Result<Report> {
     report.queries = rows_out;
 
     // 5. Scaling.
-    if let Some(rows2) = args.rows2 {
+    if let Some(rows2) = rows2 {
         if args.gateway.is_some() {
             notes.push(
                 "--rows2 needs a server the bench starts; skipped with --gateway".to_string(),
@@ -1269,8 +1282,19 @@ fn geomeans(rows: &[QueryRow]) -> Geomeans {
     }
 }
 
+/// Time at the larger size over time at the smaller size.
+fn growth(ms: Option<f64>, ms2: Option<f64>, second_is_larger: bool) -> Option<f64> {
+    let (small, large) = if second_is_larger {
+        (ms, ms2)
+    } else {
+        (ms2, ms)
+    };
+    large.zip(small).map(|(l, s)| l / s)
+}
+
 async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> Result<()> {
     let args = ctx.args;
+    let args_rows = report.meta.rows;
     eprintln!("scaling: {rows2} rows ...");
     let params = QueryParams::for_workload(args.seed, rows2);
     let qs = queries(&params);
@@ -1402,10 +1426,10 @@ async fn scaling_phase(ctx: &StrataCtx<'_>, report: &mut Report, rows2: u64) -> 
                 name: q.name.to_string(),
                 strata_ms,
                 strata_ms2,
-                strata_ratio: strata_ms2.zip(strata_ms).map(|(b, a)| b / a),
+                strata_ratio: growth(strata_ms, strata_ms2, rows2 > args_rows),
                 datafusion_ms,
                 datafusion_ms2,
-                datafusion_ratio: datafusion_ms2.zip(datafusion_ms).map(|(b, a)| b / a),
+                datafusion_ratio: growth(datafusion_ms, datafusion_ms2, rows2 > args_rows),
             });
         }
         Ok::<_, crate::Error>(out)

@@ -5,6 +5,7 @@
 
 use clap::Parser;
 use strata_benches::suite::{Args, run};
+use strata_benches::workload::write_parquet;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -18,6 +19,29 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let Some(dir) = &args.generate {
+        let rows = args
+            .rows
+            .unwrap_or(if args.quick { 100_000 } else { 10_000_000 });
+        let t = std::time::Instant::now();
+        return match write_parquet(dir, args.seed, rows, args.files) {
+            Ok(ds) => {
+                println!(
+                    "wrote {} rows of `logs` ({} files, {} bytes) and `services` into {} in {:.1} s",
+                    ds.rows,
+                    ds.logs_files.len(),
+                    ds.logs_bytes,
+                    ds.dir.display(),
+                    t.elapsed().as_secs_f64()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("strata-bench: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     match rt.block_on(run(args)) {
         Ok(report) if report.failures.is_empty() => std::process::ExitCode::SUCCESS,
         Ok(report) => {
