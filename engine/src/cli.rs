@@ -43,7 +43,7 @@ pub enum Command {
     /// Run the gateway: Flight SQL front door routing to compute and ingest nodes.
     Gateway(GatewayArgs),
     /// Run a query node serving Flight SQL to gateways.
-    Compute(NodeArgs),
+    Compute(ComputeArgs),
     /// Run an ingest node (shard writers); with FILE arguments, load files through a gateway.
     Ingest(IngestArgs),
     /// Run compaction, retention and garbage collection.
@@ -106,10 +106,71 @@ pub struct NodeArgs {
     pub allow_insecure_public: bool,
 }
 
+/// TLS on the gRPC port of a server role.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServerTlsArgs {
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key; clients then dial https:// or grpc+tls://) [default: plaintext]
+    #[arg(long, env = "STRATA_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "STRATA_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): require gRPC clients to present a certificate issued by one of them (mutual TLS)
+    #[arg(long, env = "STRATA_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// Apply flags over `s` (`[gateway.server]` tls_cert, tls_key, tls_client_ca).
+    pub fn apply(&self, s: &mut Settings) {
+        let server = &mut s.gateway.server;
+        if let Some(v) = &self.tls_cert {
+            server.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            server.tls_key = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_ca {
+            server.tls_client_ca = Some(v.clone());
+        }
+    }
+}
+
+/// TLS of a client of the gRPC port (`strata sql`, `strata ingest FILE...`, `strata status`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct ClientTlsArgs {
+    /// PEM CA certificate(s) to trust for a TLS gateway instead of the system's roots; a bare host:port gateway is then dialled with TLS
+    #[arg(long, env = "STRATA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for a gateway that requires one (mutual TLS; with --tls-client-key)
+    #[arg(long, env = "STRATA_TLS_CLIENT_CERT", value_name = "FILE")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert
+    #[arg(long, env = "STRATA_TLS_CLIENT_KEY", value_name = "FILE")]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// Whether any TLS file was given (then a bare `host:port` is dialled with TLS).
+    pub fn any(&self) -> bool {
+        self.tls_ca.is_some() || self.tls_client_cert.is_some() || self.tls_client_key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ComputeArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+}
+
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
     /// Seconds between compaction passes [default: 60]
     #[arg(long, env = "STRATA_COMPACTION_INTERVAL_SECS")]
     pub compaction_interval_secs: Option<u64>,
@@ -119,21 +180,28 @@ pub struct ServeArgs {
 pub struct GatewayArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Compute nodes, comma separated host:port[*weight]
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+    /// Compute nodes, comma separated host:port[*weight] (https://host:port or grpc+tls://host:port for TLS nodes)
     #[arg(long, env = "STRATA_COMPUTE_NODES", value_delimiter = ',')]
     pub compute_nodes: Vec<String>,
-    /// Ingest nodes, comma separated host:port, in node-index order
+    /// Ingest nodes, comma separated host:port (or https:// / grpc+tls:// for TLS nodes), in node-index order
     #[arg(long, env = "STRATA_INGEST_NODES", value_delimiter = ',')]
     pub ingest_nodes: Vec<String>,
     /// Query routing: round-robin, least-outstanding, weighted, cache-affinity [default: least-outstanding]
     #[arg(long, env = "STRATA_POLICY")]
     pub policy: Option<String>,
+    /// PEM CA certificate(s) trusted for https:// or grpc+tls:// nodes (remote.tls_ca) [default: the system's roots]
+    #[arg(long, env = "STRATA_REMOTE_TLS_CA", value_name = "FILE")]
+    pub remote_tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
     /// This node's index among the ingest nodes [default: 0]
     #[arg(long, env = "STRATA_NODE_INDEX")]
     pub node_index: Option<u32>,
@@ -145,12 +213,14 @@ pub struct IngestArgs {
     /// Table to load FILEs into [default: the file name without extension]
     #[arg(long)]
     pub table: Option<String>,
-    /// Gateway to load FILEs through
-    #[arg(long, env = "STRATA_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    /// Gateway to load FILEs through: host:port, http://, https:// or grpc+tls://
+    #[arg(long, env = "STRATA_GATEWAY", default_value = "127.0.0.1:50051")]
     pub gateway: String,
     /// Bearer token for the gateway
     #[arg(long, env = "STRATA_TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub client_tls: ClientTlsArgs,
     /// Rows per batch sent when loading FILEs (one acknowledged DoPut each)
     #[arg(long, default_value_t = 65536)]
     pub batch_rows: usize,
@@ -170,15 +240,17 @@ pub struct CompactArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Gateway address
-    #[arg(long, env = "STRATA_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    /// Gateway gRPC address: host:port, http://, https:// or grpc+tls://
+    #[arg(long, env = "STRATA_GATEWAY", default_value = "127.0.0.1:50051")]
     pub gateway: String,
     /// Bearer token
     #[arg(long, env = "STRATA_TOKEN")]
     pub token: Option<String>,
-    /// The gateway's HTTP address, for `strata status`
+    /// The gateway's HTTP address, for `strata status` (https:// when a proxy terminates TLS in front of it; --tls-ca applies)
     #[arg(long, env = "STRATA_HTTP", default_value = "http://127.0.0.1:8080")]
     pub http: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -61,6 +61,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(a) => {
             let mut s = cli::load_settings(config, &a.node)?;
+            a.tls.apply(&mut s);
             if let Some(v) = a.compaction_interval_secs {
                 s.compaction.interval_secs = Some(v);
             }
@@ -68,6 +69,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Gateway(a) => {
             let mut s = cli::load_settings(config, &a.node)?;
+            a.tls.apply(&mut s);
+            if let Some(p) = a.remote_tls_ca {
+                s.remote.tls_ca = Some(p);
+            }
             if !a.compute_nodes.is_empty() {
                 s.cluster.compute_nodes = a.compute_nodes;
             }
@@ -81,10 +86,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             roles::gateway(s).await
         }
-        Command::Compute(a) => roles::compute(cli::load_settings(config, &a)?).await,
+        Command::Compute(a) => {
+            let mut s = cli::load_settings(config, &a.node)?;
+            a.tls.apply(&mut s);
+            roles::compute(s).await
+        }
         Command::Ingest(a) if !a.files.is_empty() => client::load_files(&a).await,
         Command::Ingest(a) => {
             let mut s = cli::load_settings(config, &a.node)?;
+            a.tls.apply(&mut s);
             if let Some(i) = a.node_index {
                 s.cluster.node_index = i;
             }
@@ -103,7 +113,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Sql(a) => client::sql(&a).await,
         Command::Status(a) => client::status(&a).await,
         Command::Config(a) => {
-            let s = cli::load_settings(config, &a.node)?;
+            let mut s = cli::load_settings(config, &a.node)?;
+            a.tls.apply(&mut s);
             print!("{}", s.masked_toml());
             Ok(())
         }

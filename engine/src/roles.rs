@@ -81,6 +81,16 @@ fn authenticator(s: &Settings) -> Result<Arc<Authenticator>, String> {
     Ok(auth)
 }
 
+/// Reads and checks the gRPC port's TLS files before anything else starts, so a bad file
+/// fails in a moment with one line.
+fn check_tls(s: &Settings) -> Result<(), String> {
+    s.gateway
+        .server
+        .tls()
+        .map(|_| ())
+        .map_err(|e| format!("invalid TLS settings: {e}"))
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         format!("cannot listen on {addr} for {what}: {e}; pick another address with --{what}-addr")
@@ -97,21 +107,23 @@ async fn run_servers(
     registry: &prometheus::Registry,
     shutdown: Shutdown,
 ) -> Result<(), String> {
-    let grpc = bind(s.node.grpc_addr, "grpc").await?;
-    let http_l = bind(s.node.http_addr, "http").await?;
     let server = GatewayServer::builder(query, ingest)
         .with_config(s.gateway.clone())
         .with_registry(registry)
         .with_authenticator(auth)
         .build()
         .map_err(|e| e.to_string())?;
+    let scheme = server.scheme();
+    let grpc = bind(s.node.grpc_addr, "grpc").await?;
+    let http_l = bind(s.node.http_addr, "http").await?;
     let ready = Arc::clone(&http_state.ready);
     let http_task = http::serve(http_l, http_state, shutdown.clone().wait());
     let grpc_task = server.serve_with_listener(grpc, shutdown.clone().wait());
     ready.store(true, Ordering::Release);
-    // Printed for scripts and tests that wait for readiness.
+    // Printed for scripts and tests that wait for readiness; the scheme says whether the
+    // gRPC port speaks TLS (`grpc+tls://`) or plaintext (`grpc://`).
     println!(
-        "strata ready: grpc={} http={}",
+        "strata ready: grpc={scheme}://{} http=http://{}",
         s.node.grpc_addr, s.node.http_addr
     );
     let (g, h) = tokio::join!(grpc_task, http_task);
@@ -167,6 +179,7 @@ fn http_state(
 
 /// Every role in one process.
 pub async fn serve(s: Settings) -> Result<(), String> {
+    check_tls(&s)?;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;
@@ -227,6 +240,7 @@ async fn flush_all(tenants: &Tenants) {
 
 /// A gateway: Flight SQL in front of remote compute and ingest nodes.
 pub async fn gateway(s: Settings) -> Result<(), String> {
+    check_tls(&s)?;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
     let auth = authenticator(&s)?;
@@ -278,6 +292,7 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
 
 /// A query node.
 pub async fn compute(mut s: Settings) -> Result<(), String> {
+    check_tls(&s)?;
     s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
@@ -310,6 +325,7 @@ pub async fn compute(mut s: Settings) -> Result<(), String> {
 
 /// An ingest node: shard writers for the shards it owns.
 pub async fn ingest(mut s: Settings) -> Result<(), String> {
+    check_tls(&s)?;
     s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();

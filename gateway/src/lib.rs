@@ -45,6 +45,9 @@
 //! # }
 //! ```
 //!
+//! TLS on the port (and for the remote clients) is in [`tls`]: rustls over *ring*, set with
+//! `[server] tls_cert`, `tls_key` and optionally `tls_client_ca` (mutual TLS).
+//!
 //! Every error a client sees goes through [`status::to_status`], one mapping from
 //! [`ErrorKind`] to gRPC code (with `retry-after-ms` metadata when a retry may succeed).
 
@@ -56,6 +59,7 @@ pub mod remote;
 pub mod result_cache;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 pub use auth::{AuthConfig, Authenticator, Principal, Scope, TokenEntry};
 pub use backend::{

@@ -7,11 +7,16 @@
 //!
 //! gzip and zstd are accepted and, when the client advertises them, used for responses.
 //! Every call has a timeout until its response starts (streams may then run on, so log tails
-//! and long results are not cut). HTTP/2 keepalive pings find dead peers. TLS is not built
-//! in: terminate it in front of the gateway (a load balancer or sidecar) for now.
+//! and long results are not cut). HTTP/2 keepalive pings find dead peers.
+//!
+//! TLS is optional: with [`ServerConfig::tls_cert`] and [`ServerConfig::tls_key`] the port
+//! speaks only TLS (rustls), and with [`ServerConfig::tls_client_ca`] it also requires client
+//! certificates (mutual TLS). The files are read and checked by
+//! [`GatewayServerBuilder::build`], so a bad file stops startup with one line.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +25,14 @@ use prometheus::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::auth::{AuthConfig, AuthConfigError, Authenticator};
 use crate::backend::{IngestBackend, QueryBackend};
 use crate::flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};
 use crate::quota::{QuotaConfig, QuotaConfigError, Quotas};
+use crate::tls::{self, TlsError};
 
 /// gRPC server settings. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +56,14 @@ pub struct ServerConfig {
     /// Size HTTP/2 flow-control windows from measured bandwidth-delay (faster large
     /// uploads and results across real networks). Default: true.
     pub http2_adaptive_window: bool,
+    /// PEM certificate chain of the port. With `tls_key` the port speaks TLS only (clients
+    /// dial `https://` or `grpc+tls://`). Both or neither. Default: none (plaintext).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Default: none.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate issued by one of them
+    /// (mutual TLS). Needs `tls_cert` and `tls_key`. Default: none (no client certificates).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +76,33 @@ impl Default for ServerConfig {
             compress_responses: true,
             max_concurrent_streams: None,
             http2_adaptive_window: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The port's TLS settings with the PEM files read and checked, or `None` for
+    /// plaintext. Errors name the setting or file to fix.
+    pub fn tls(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        let identity = tls::pair(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            (
+                "TLS certificate (--tls-cert, gateway.server.tls_cert)",
+                "TLS key (--tls-key, gateway.server.tls_key)",
+            ),
+        )?;
+        match identity {
+            Some(identity) => tls::server_tls(identity, self.tls_client_ca.as_deref()).map(Some),
+            None if self.tls_client_ca.is_some() => Err(TlsError(
+                "gateway.server.tls_client_ca (--tls-client-ca) needs a server certificate: \
+                 set --tls-cert and --tls-key too"
+                    .into(),
+            )),
+            None => Ok(None),
         }
     }
 }
@@ -95,6 +136,8 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid TLS settings: {0}")]
+    Tls(#[from] TlsError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -134,6 +177,7 @@ impl GatewayServerBuilder {
             None => Arc::new(Authenticator::new(&self.config.auth)?),
         };
         let quotas = Arc::new(Quotas::new(self.config.quota.clone())?);
+        let tls = self.config.server.tls()?;
         let service = StrataFlightService::new(self.query, self.ingest)
             .with_config(self.config.flight.clone())
             .with_authenticator(auth)
@@ -145,6 +189,7 @@ impl GatewayServerBuilder {
         Ok(GatewayServer {
             front,
             config: self.config,
+            tls,
         })
     }
 }
@@ -154,6 +199,7 @@ impl GatewayServerBuilder {
 pub struct GatewayServer {
     front: FlightFront,
     config: GatewayConfig,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl GatewayServer {
@@ -169,6 +215,16 @@ impl GatewayServer {
             registry: None,
             authenticator: None,
         }
+    }
+
+    /// Whether the port speaks TLS (`gateway.server.tls_cert` and `tls_key` are set).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The URL scheme clients dial: `grpc+tls` with TLS, else `grpc`.
+    pub fn scheme(&self) -> &'static str {
+        if self.uses_tls() { "grpc+tls" } else { "grpc" }
     }
 
     /// The Flight service being served (e.g. to mount it in another tonic router).
@@ -214,10 +270,19 @@ impl GatewayServer {
                 .send_compressed(CompressionEncoding::Gzip);
         }
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "gateway serving Flight SQL");
+            tracing::info!(
+                %addr,
+                tls = self.tls.is_some(),
+                client_certificates = server.tls_client_ca.is_some(),
+                "gateway serving Flight SQL"
+            );
         }
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        builder
             .timeout(Duration::from_secs(server.request_timeout_secs))
             .http2_keepalive_interval(Some(Duration::from_secs(server.keepalive_interval_secs)))
             .http2_keepalive_timeout(Some(Duration::from_secs(server.keepalive_timeout_secs)))
@@ -260,5 +325,22 @@ mod tests {
         assert_eq!(cfg.quota.requests.map(|r| r.burst), Some(200.0));
         assert_eq!(cfg.auth.tokens.len(), 1);
         assert!(toml::from_str::<GatewayConfig>("[server]\nrequest_timeout = 1\n").is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let cfg: GatewayConfig = toml::from_str("[server]\ntls_cert = \"/x/cert.pem\"\n").unwrap();
+        let e = cfg.server.tls().unwrap_err().0;
+        assert!(
+            e.contains("TLS key (--tls-key, gateway.server.tls_key) is missing"),
+            "{e}"
+        );
+        let cfg: GatewayConfig = toml::from_str("[server]\ntls_key = \"/x/key.pem\"\n").unwrap();
+        let e = cfg.server.tls().unwrap_err().0;
+        assert!(e.contains("--tls-cert") && e.contains("is missing"), "{e}");
+        let cfg: GatewayConfig =
+            toml::from_str("[server]\ntls_client_ca = \"/x/ca.pem\"\n").unwrap();
+        assert!(cfg.server.tls().is_err());
+        assert!(GatewayConfig::default().server.tls().unwrap().is_none());
     }
 }

@@ -154,7 +154,7 @@ fn plan(a: &IngestArgs) -> Result<Vec<Job>, String> {
 pub(super) async fn run(a: &IngestArgs) -> Result<(), String> {
     let jobs = plan(a)?;
     let total_bytes: u64 = jobs.iter().map(|j| j.size).sum();
-    let mut uploader = Uploader::connect(&a.gateway, a.token.as_deref()).await?;
+    let mut uploader = Uploader::connect(&a.gateway, &a.client_tls, a.token.as_deref()).await?;
     let progress = Progress::new(total_bytes);
     let mut done = Done::default();
     for job in &jobs {
@@ -559,8 +559,12 @@ struct Uploader {
 }
 
 impl Uploader {
-    async fn connect(gateway: &str, token: Option<&str>) -> Result<Self, String> {
-        let channel = connect(gateway).await?;
+    async fn connect(
+        gateway: &str,
+        tls: &crate::cli::ClientTlsArgs,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
+        let channel = connect(gateway, tls).await?;
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -115,7 +115,7 @@ struct Session {
 
 impl Session {
     async fn connect(a: &SqlArgs) -> Result<Self, String> {
-        let channel = connect(&a.client.gateway).await?;
+        let channel = connect(&a.client.gateway, &a.client.tls).await?;
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

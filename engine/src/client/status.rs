@@ -2,6 +2,10 @@
 //! breaker, requests in flight), the tables (shards, segments, rows, size) and the ingest
 //! buffer. Fields the server leaves out are left out here too, so a newer or older server
 //! still prints what it has.
+//!
+//! Strata serves that HTTP port in plaintext; an `https://` address (a proxy terminating TLS
+//! in front of it) trusts `--tls-ca` besides the system's roots and presents
+//! `--tls-client-cert` when given.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +21,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn run(a: &ClientArgs) -> Result<(), String> {
     let url = format!("{}/v1/status", with_scheme(&a.http));
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(super::CONNECT_TIMEOUT)
-        .timeout(TIMEOUT)
+        .timeout(TIMEOUT);
+    if strata_gateway::tls::is_tls_url(&url) {
+        builder = with_tls(builder, &a.tls)?;
+    }
+    let client = builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let mut req = client.get(&url);
@@ -27,7 +35,10 @@ pub(super) async fn run(a: &ClientArgs) -> Result<(), String> {
         req = req.header("authorization", value);
     }
     let resp = req.send().await.map_err(|e| {
-        format!("cannot reach {url}: {e} (is the gateway running? set --http or STRATA_HTTP)")
+        format!(
+            "cannot reach {url}: {} (is the gateway running? set --http or STRATA_HTTP)",
+            super::error_chain(&e)
+        )
     })?;
     let code = resp.status();
     let body = resp
@@ -47,6 +58,44 @@ pub(super) async fn run(a: &ClientArgs) -> Result<(), String> {
         render(&status).map_err(|e| format!("cannot format the status: {e}"))?
     );
     Ok(())
+}
+
+/// Trust `--tls-ca` and present `--tls-client-cert` on an `https://` status address.
+fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &crate::cli::ClientTlsArgs,
+) -> Result<reqwest::ClientBuilder, String> {
+    strata_gateway::tls::install_crypto_provider();
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    if let Some(ca) = &tls.tls_ca {
+        for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .map_err(|e| format!("TLS CA certificate {} is not valid PEM: {e}", ca.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let identity = strata_gateway::tls::pair(
+        tls.tls_client_cert.as_deref(),
+        tls.tls_client_key.as_deref(),
+        ("--tls-client-cert", "--tls-client-key"),
+    )
+    .map_err(|e| e.0)?;
+    if let Some((cert, key)) = identity {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            format!(
+                "TLS client certificate {} / key {} cannot be used: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    Ok(builder)
 }
 
 /// The whole report.

@@ -3,6 +3,7 @@
 //! Every struct deserializes from TOML/JSON with defaults for missing fields; durations are
 //! written as `"250ms"`, `"1s"`, `"1.5s"`, `"2m"` or as an integer number of milliseconds.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -48,6 +49,14 @@ pub struct RemoteConfig {
     pub policy: Policy,
     /// Largest gRPC message accepted from or sent to a node, in bytes. Default: 64 MiB.
     pub max_message_bytes: usize,
+    /// PEM CA certificate(s) trusted for nodes given as `https://` or `grpc+tls://` URLs
+    /// (bare `host:port` nodes are plaintext). Default: none (the system's roots).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate presented to nodes that require one (their
+    /// `gateway.server.tls_client_ca`); with `tls_key`. Default: none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default: none.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RemoteConfig {
@@ -65,6 +74,9 @@ impl Default for RemoteConfig {
             retry: RetryConfig::default(),
             policy: Policy::default(),
             max_message_bytes: 64 << 20,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -181,10 +193,11 @@ impl FromStr for Policy {
 
 /// One node: its address and, for [`Policy::Weighted`], its weight.
 ///
-/// Parses from `host:port`, `http://host:port` or `host:port*weight` (e.g. `10.0.0.7:50051*3`).
+/// Parses from `host:port`, `http://host:port` or `host:port*weight` (e.g. `10.0.0.7:50051*3`);
+/// `https://host:port` and `grpc+tls://host:port` nodes are dialled with TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSpec {
-    /// `host:port`, or a URL with `http://` / `https://`.
+    /// `host:port`, or a URL with `http://`, `https://`, `grpc://` or `grpc+tls://`.
     pub addr: String,
     /// Relative share of queries under [`Policy::Weighted`]; at least 1. Default: 1.
     #[serde(default = "one")]

@@ -9,7 +9,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::breaker::{BreakerState, CircuitBreaker, Permit};
 use super::cluster::NodeStatus;
@@ -17,6 +17,7 @@ use super::config::{NodeSpec, RemoteConfig};
 use super::health::HealthTask;
 use super::metrics::{NodeMetrics, RemoteMetrics, Role};
 use crate::backend::{BackendError, ErrorKind};
+use crate::tls;
 
 /// The nodes of one role (compute or ingest) and the background health checker that watches
 /// them. Dropping the pool stops the checker; channels close when the last request using
@@ -54,6 +55,14 @@ impl NodePool {
                 "the remote node pool must be created inside a Tokio runtime",
             ));
         }
+        let tls = if nodes
+            .iter()
+            .any(|n| tls::is_tls_url(&tls::grpc_url(&n.addr, false)))
+        {
+            Some(client_tls(config)?)
+        } else {
+            None
+        };
         let mut seeds = match config.retry.seed {
             Some(seed) => StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             None => StdRng::from_os_rng(),
@@ -62,7 +71,16 @@ impl NodePool {
             .iter()
             .enumerate()
             .map(|(index, spec)| {
-                Node::new(role, index, spec, config, metrics, seeds.random()).map(Arc::new)
+                Node::new(
+                    role,
+                    index,
+                    spec,
+                    config,
+                    tls.as_ref(),
+                    metrics,
+                    seeds.random(),
+                )
+                .map(Arc::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let health = HealthTask::spawn(
@@ -161,6 +179,18 @@ impl NodePool {
     }
 }
 
+/// TLS towards `https://` nodes from `remote.tls_ca`, `tls_cert` and `tls_key`.
+fn client_tls(config: &RemoteConfig) -> Result<ClientTlsConfig, BackendError> {
+    let invalid = |e: tls::TlsError| BackendError::new(ErrorKind::InvalidArgument, e.0);
+    let identity = tls::pair(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        ("remote.tls_cert", "remote.tls_key"),
+    )
+    .map_err(invalid)?;
+    tls::client_tls(config.tls_ca.as_deref(), identity).map_err(invalid)
+}
+
 /// One node: address, channel, health, breaker, load.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -203,15 +233,13 @@ impl Node {
         index: usize,
         spec: &NodeSpec,
         config: &RemoteConfig,
+        tls: Option<&ClientTlsConfig>,
         metrics: &RemoteMetrics,
         seed: u64,
     ) -> Result<Self, BackendError> {
-        let uri = if spec.addr.contains("://") {
-            spec.addr.clone()
-        } else {
-            format!("http://{}", spec.addr)
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| {
+        let uri = tls::grpc_url(&spec.addr, false);
+        let secure = tls::is_tls_url(&uri);
+        let mut endpoint = Endpoint::from_shared(uri).map_err(|e| {
             BackendError::new(
                 ErrorKind::InvalidArgument,
                 format!(
@@ -221,6 +249,19 @@ impl Node {
                 ),
             )
         })?;
+        if let Some(tls) = tls.filter(|_| secure) {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
+                BackendError::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "cannot set up TLS to {} node `{}`: {}",
+                        role.as_str(),
+                        spec.addr,
+                        tls::chain(&e)
+                    ),
+                )
+            })?;
+        }
         let channel = endpoint
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
