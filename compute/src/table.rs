@@ -276,6 +276,15 @@ impl TableProvider for StrataTable {
         TableType::Base
     }
 
+    /// Rows in the manifest's segments (unflushed WAL rows not counted), for optimizer rules
+    /// that weigh the sides of a join ([`crate::rules`]).
+    fn statistics(&self) -> Option<Statistics> {
+        let rows: u64 = self.manifest.segments.iter().map(|s| s.rows).sum();
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = Precision::Inexact(usize::try_from(rows).unwrap_or(usize::MAX));
+        Some(stats)
+    }
+
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],

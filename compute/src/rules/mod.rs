@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use datafusion::optimizer::OptimizerRule;
 
+mod eager_agg;
 mod last_row;
 
+pub(crate) use eager_agg::AggregateBeforeJoin;
 pub(crate) use last_row::LastRowPerKey;
 
 /// Rules appended after DataFusion's default logical optimizer rules.
 pub(crate) fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-    vec![Arc::new(LastRowPerKey)]
+    vec![Arc::new(LastRowPerKey), Arc::new(AggregateBeforeJoin)]
 }

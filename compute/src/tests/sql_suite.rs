@@ -209,6 +209,50 @@ fn cases(f: &Fixture) -> Vec<Case> {
             .collect(),
     });
 
+    // 11b. A join aggregated before joining (rules/eager_agg.rs): several aggregate kinds,
+    // grouped by a dimension column and a fact column; log rows of unknown services drop out.
+    let svc: BTreeMap<&str, &str> = f
+        .services
+        .iter()
+        .map(|s| (s.0.as_str(), s.2.as_str()))
+        .collect();
+    let mut by_tier: BTreeMap<(String, String), (usize, i64, i64, i64)> = BTreeMap::new();
+    for r in rows {
+        if let Some(tier) = svc.get(r.service.as_str()) {
+            let e = by_tier
+                .entry((tier.to_string(), r.level.clone()))
+                .or_insert((0, 0, i64::MAX, i64::MIN));
+            e.0 += 1;
+            e.1 += r.bytes;
+            e.2 = e.2.min(r.bytes);
+            e.3 = e.3.max(r.bytes);
+        }
+    }
+    assert!(
+        rows.iter().any(|r| !svc.contains_key(r.service.as_str())),
+        "some log rows must have a service missing from `services`"
+    );
+    out.push(Case {
+        name: "join aggregated before joining",
+        sql: "SELECT s.tier, l.level, count(*), sum(l.bytes), min(l.bytes), max(l.bytes) \
+              FROM logs l JOIN services s ON l.service = s.service \
+              GROUP BY s.tier, l.level ORDER BY s.tier, l.level"
+            .into(),
+        expected: by_tier
+            .into_iter()
+            .map(|((t, l), (n, sum, lo, hi))| {
+                vec![
+                    t.into(),
+                    l.into(),
+                    n.into(),
+                    sum.into(),
+                    lo.into(),
+                    hi.into(),
+                ]
+            })
+            .collect(),
+    });
+
     // 12. Last row per host.
     let mut last_per_host: BTreeMap<&str, &LogRow> = BTreeMap::new();
     for r in rows {
@@ -331,4 +375,29 @@ async fn row_number_one_is_planned_as_an_aggregate() {
     let kept = plan(window(3)).await;
     assert!(kept.contains("WindowAggr"), "{kept}");
     assert!(!kept.contains("first_value"), "{kept}");
+}
+
+#[tokio::test]
+async fn joins_to_small_tables_aggregate_first() {
+    let f = Fixture::new().await;
+    let engine = f.engine(test_config()).await;
+    let explain = |sql: &str| {
+        let (engine, sql) = (engine.clone(), format!("EXPLAIN {sql}"));
+        async move { format!("{:?}", query(&engine, &sql).await) }
+    };
+    let eager = explain(
+        "SELECT s.team, count(*), sum(l.bytes) FROM logs l JOIN services s \
+         ON l.service = s.service GROUP BY s.team",
+    )
+    .await;
+    assert!(eager.contains("__strata_partial_"), "{eager}");
+    // Aggregates over the small side, DISTINCT, or avg: planned as written.
+    for sql in [
+        "SELECT l.host, count(s.tier) FROM logs l JOIN services s ON l.service = s.service GROUP BY l.host",
+        "SELECT s.team, count(DISTINCT l.host) FROM logs l JOIN services s ON l.service = s.service GROUP BY s.team",
+        "SELECT s.team, avg(l.bytes) FROM logs l JOIN services s ON l.service = s.service GROUP BY s.team",
+    ] {
+        let plan = explain(sql).await;
+        assert!(!plan.contains("__strata_partial_"), "{sql}: {plan}");
+    }
 }
