@@ -2,7 +2,7 @@
 //!
 //! Per query: admission (a semaphore; over the cap wait [`QueryConfig::admission_wait`],
 //! then `ResourceExhausted`), parse + confinement, a fresh `SessionState` whose `strata`
-//! catalog resolves tables lazily, planning (re-planned once if the manifest turned out
+//! catalog resolves tables lazily, planning (re-planned, up to 5 times, if the manifest turned out
 //! stale), and execution with a per-query memory pool under a deadline. Shared by all
 //! queries: the data cache, DataFusion's Parquet metadata cache, the object-store registry
 //! and the spill manager (one `RuntimeEnv`).
@@ -258,7 +258,10 @@ impl QueryEngine {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut retried = false;
+        // A flush can commit (and delete the WAL objects a plan named) while a query plans;
+        // under a steady load that can happen more than once in a row.
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
         loop {
             let (state, plan) = self.plan(sql, params).await?;
             match state.create_physical_plan(&plan).await {
@@ -269,12 +272,13 @@ impl QueryEngine {
                 }
                 Err(e) => {
                     let e = Error::from(e);
-                    if retried || !is_stale_manifest(&e) {
+                    if attempt >= ATTEMPTS || !is_stale_manifest(&e) {
                         return Err(e);
                     }
-                    tracing::debug!(error = %e, "re-planning on a fresh manifest");
-                    retried = true;
+                    tracing::debug!(error = %e, attempt, "re-planning on a fresh manifest");
                     self.inner.manifests.invalidate_all();
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    attempt += 1;
                 }
             }
         }

@@ -77,7 +77,7 @@ pub enum Error {
     Cache(String),
 
     /// The manifest a plan was built from is outdated (a WAL object it names is gone).
-    /// The engine re-plans once on a fresh manifest when it sees this.
+    /// The engine re-plans on a fresh manifest (up to 5 times) when it sees this.
     #[error("the manifest of table `{0}` changed while the query was planned; retry")]
     StaleManifest(String),
 

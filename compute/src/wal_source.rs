@@ -7,7 +7,7 @@
 //! objects it covered, which a query planned on the older manifest can notice in two ways:
 //! a GET of a listed entry returns NotFound, or the listing starts above the floor (the
 //! first entries are already gone). Both are reported as [`Error::StaleManifest`] when the
-//! table really has a newer manifest, and the engine re-plans once on it.
+//! table really has a newer manifest, and the engine re-plans on it (up to 5 times).
 
 use std::sync::Arc;
 
