@@ -186,6 +186,13 @@ impl CachedStore {
         }
         let mut builder = builder.storage();
         if let Some(dir) = &opts.dir {
+            // foyer panics on a folder it cannot create; say which one instead.
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Cache(format!(
+                    "cannot create the SSD cache folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
             let device = FsDeviceBuilder::new(dir)
                 .with_capacity(opts.disk_bytes)
                 .build()

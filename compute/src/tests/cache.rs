@@ -187,3 +187,20 @@ async fn engines_share_one_cache_through_prefixed_catalogs() {
     );
     assert!(cache.hits(CacheTier::Memory) > 0);
 }
+
+#[tokio::test]
+async fn an_ssd_folder_that_cannot_be_created_is_an_error_naming_it() {
+    let f = Fixture::new().await;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    // A folder below a regular file cannot exist.
+    let dir = file.path().join("cache");
+    let config = QueryConfig {
+        cache_dir: Some(dir.clone()),
+        ..test_config()
+    };
+    let err = QueryEngine::new(f.catalog.clone(), config, &Registry::new())
+        .await
+        .expect_err("no cache folder");
+    let msg = err.to_string();
+    assert!(msg.contains(&dir.display().to_string()), "{msg}");
+}
