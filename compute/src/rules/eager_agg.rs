@@ -32,7 +32,9 @@ use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, Join, JoinType, LogicalPlan};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Join, JoinType, LogicalPlan, Projection, lit, when,
+};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// See the module docs.
@@ -76,6 +78,8 @@ impl OptimizerRule for AggregateBeforeJoin {
 /// How a partial aggregate is combined after the join.
 #[derive(Clone, Copy)]
 enum Combine {
+    /// A sum that is 0 (not NULL) without rows.
+    Count,
     Sum,
     Min,
     Max,
@@ -123,7 +127,8 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
             return Ok(None);
         };
         let combine = match func.name() {
-            "count" | "sum" => Combine::Sum,
+            "count" => Combine::Count,
+            "sum" => Combine::Sum,
             "min" => Combine::Min,
             "max" => Combine::Max,
             _ => return Ok(None),
@@ -194,12 +199,17 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
 
     // The final aggregate combines the partials under the original output names.
     let n_groups = agg.group_expr.len();
+    let mut counts = Vec::new();
     let finals: Vec<Expr> = partials
         .iter()
         .enumerate()
         .map(|(i, (_, combine))| {
             let partial = Expr::Column(Column::from_name(format!("{PARTIAL}{i}")));
             let combined = match combine {
+                Combine::Count => {
+                    counts.push(i);
+                    sum(partial)
+                }
                 Combine::Sum => sum(partial),
                 Combine::Min => min(partial),
                 Combine::Max => max(partial),
@@ -212,10 +222,32 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
         agg.group_expr.clone(),
         finals,
     )?;
-    if !same_names_and_types(&new_agg.schema, &agg.schema) {
+    let mut new_plan = LogicalPlan::Aggregate(new_agg);
+    if !counts.is_empty() {
+        // A count is a sum of partial counts, which is NULL where the count is 0 (no joined
+        // row: a global aggregate over an empty join) and nullable where the count is not.
+        // `CASE WHEN s IS NOT NULL THEN s ELSE 0 END` restores both (DataFusion derives that
+        // it is not nullable; a wrong nullability fails physical planning above this node).
+        let schema = Arc::clone(new_plan.schema());
+        let exprs = schema
+            .iter()
+            .enumerate()
+            .map(|(i, (qualifier, field))| {
+                let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+                if i < n_groups || !counts.contains(&(i - n_groups)) {
+                    return Ok(column);
+                }
+                Ok(when(column.clone().is_not_null(), column)
+                    .otherwise(lit(0i64))?
+                    .alias_qualified(qualifier.cloned(), field.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        new_plan = LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(new_plan))?);
+    }
+    if !same_names_and_types(new_plan.schema(), &agg.schema) {
         return Ok(None);
     }
-    Ok(Some(LogicalPlan::Aggregate(new_agg)))
+    Ok(Some(new_plan))
 }
 
 fn same_names_and_types(a: &DFSchema, b: &DFSchema) -> bool {

@@ -26,6 +26,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::functions_aggregate::first_last::first_value;
@@ -33,7 +34,7 @@ use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Expr, Filter, LogicalPlan, Operator, Projection,
-    WindowFunctionDefinition,
+    WindowFunctionDefinition, lit, when,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
@@ -97,19 +98,31 @@ fn rewrite_filter(filter: &Filter) -> Result<Option<LogicalPlan>> {
     Ok(None)
 }
 
-/// The column of `rn = 1` (or `1 = rn`, `rn <= 1`, `rn < 2`), looking through casts.
+/// The column of `rn = 1` (or `1 = rn`, `rn <= 1`, `rn < 2`), looking through numeric casts.
+///
+/// Only casts to numeric types are looked through (a cast to a string or boolean compares
+/// differently: `CAST(rn AS VARCHAR) < '2'` holds for rn = 10, `CAST(rn AS VARCHAR) = '01'`
+/// for no rn, `CAST(rn AS BOOLEAN) <= true` for every rn), and the literal must be numeric
+/// and an exact integer (`rn = 1.5` holds for no rn, `rn < 2.5` also for rn = 2).
 fn equals_one(expr: &Expr) -> Option<&Column> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
         return None;
     };
-    let (col, op, value) = match (strip_casts(left), strip_casts(right)) {
+    let (col, op, value) = match (strip_casts(left)?, strip_casts(right)?) {
         (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
         (Expr::Literal(v, _), Expr::Column(c)) => (c, op.swap()?, v),
         _ => return None,
     };
-    let value = match value.cast_to(&arrow::datatypes::DataType::Int64).ok()? {
-        ScalarValue::Int64(Some(v)) => v,
-        _ => return None,
+    if !value.data_type().is_numeric() {
+        return None;
+    }
+    let integer = value.cast_to(&DataType::Int64).ok()?;
+    // Exactly an integer: converting back gives the literal again.
+    if integer.cast_to(&value.data_type()).ok()? != *value {
+        return None;
+    }
+    let ScalarValue::Int64(Some(value)) = integer else {
+        return None;
     };
     match (op, value) {
         (Operator::Eq | Operator::LtEq, 1) | (Operator::Lt, 2) => Some(col),
@@ -117,12 +130,14 @@ fn equals_one(expr: &Expr) -> Option<&Column> {
     }
 }
 
-fn strip_casts(mut e: &Expr) -> &Expr {
+/// `e` without its casts, if they all cast to numeric types (`None` otherwise).
+fn strip_casts(mut e: &Expr) -> Option<&Expr> {
     loop {
         match e {
-            Expr::Cast(c) => e = &c.expr,
-            Expr::TryCast(c) => e = &c.expr,
-            _ => return e,
+            Expr::Cast(c) if c.field.data_type().is_numeric() => e = &c.expr,
+            Expr::TryCast(c) if c.field.data_type().is_numeric() => e = &c.expr,
+            Expr::Cast(_) | Expr::TryCast(_) => return None,
+            _ => return Some(e),
         }
     }
 }
@@ -216,9 +231,18 @@ fn rewrite_window(
         let name = format!("__strata_first_{}", aggregates.len());
         aggregates
             .push(first_value(Expr::Column(column), params.order_by.clone()).alias(name.clone()));
-        outputs.push(
-            Expr::Column(Column::from_name(name)).alias_qualified(qualifier.cloned(), field.name()),
-        );
+        let mut first = Expr::Column(Column::from_name(name));
+        if !field.is_nullable() {
+            // first_value is nullable, but every group has a row, so the first value of a
+            // non-nullable column is never NULL. Say so, or the plan above (whose schemas
+            // were derived from the window's) no longer matches the physical plan's schemas
+            // ("Physical input schema should be the same ...", e.g. under a UNION).
+            let Ok(default) = ScalarValue::new_default(field.data_type()) else {
+                return Ok(None);
+            };
+            first = when(first.clone().is_not_null(), first).otherwise(lit(default))?;
+        }
+        outputs.push(first.alias_qualified(qualifier.cloned(), field.name()));
     }
     let (rn_qualifier, rn_field) = window.schema.qualified_field(index);
     let one = ScalarValue::UInt64(Some(1)).cast_to(rn_field.data_type())?;

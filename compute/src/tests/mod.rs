@@ -5,4 +5,5 @@ mod confinement;
 mod freshness;
 mod lifecycle;
 mod pruning;
+mod rules_review;
 mod sql_suite;
