@@ -32,6 +32,8 @@ mod metrics;
 mod prepared;
 mod sql;
 
+pub(crate) use sql::statement_ticket;
+
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

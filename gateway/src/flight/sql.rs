@@ -12,13 +12,13 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use arrow_flight::FlightDescriptor;
-use arrow_flight::FlightInfo;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
     DoPutPreparedStatementResult, ProstMessageExt, TicketStatementQuery,
 };
+use arrow_flight::{FlightInfo, Ticket};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
@@ -39,6 +39,20 @@ use crate::status::{internal, invalid_argument, to_status};
 #[derive(Debug, Serialize, Deserialize)]
 struct StatementTicket {
     sql: String,
+}
+
+/// The `DoGet` ticket of a one-shot statement, as `GetFlightInfo` hands it out. The remote
+/// backend builds it itself to run a query on a compute node (which serves this same Flight
+/// code) in one `DoGet`, without a `GetFlightInfo` round trip that would plan it twice.
+pub(crate) fn statement_ticket(sql: &str) -> Result<Ticket, Status> {
+    let handle = serde_json::to_vec(&StatementTicket {
+        sql: sql.to_string(),
+    })
+    .map_err(|e| internal(format!("cannot encode a ticket: {e}")))?;
+    let ticket = TicketStatementQuery {
+        statement_handle: handle.into(),
+    };
+    Ok(Ticket::new(ticket.as_any().encode_to_vec()))
 }
 
 impl StrataFlightService {
@@ -76,16 +90,8 @@ impl StrataFlightService {
             .schema(self.query_request(&ctx, cmd.query.clone(), None))
             .await
             .map_err(to_status)?;
-        let handle = serde_json::to_vec(&StatementTicket { sql: cmd.query })
-            .map_err(|e| internal(format!("cannot encode a ticket: {e}")))?;
-        let ticket = TicketStatementQuery {
-            statement_handle: handle.into(),
-        };
-        flight_info(
-            &schema,
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        let ticket = statement_ticket(&cmd.query)?;
+        flight_info(&schema, ticket.ticket.to_vec(), request.into_inner())
     }
 
     pub(super) async fn statement_stream(

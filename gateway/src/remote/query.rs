@@ -139,6 +139,15 @@ impl QueryBackend for RemoteQueryBackend {
         let ((schema, stream), guard) = self
             .run("execute", key, deadline, |node| async move {
                 let mut client = node.client();
+                if req.params.is_none() {
+                    // One DoGet with the ticket the node's GetFlightInfo would hand out;
+                    // the schema comes first on the stream.
+                    let ticket = crate::flight::statement_ticket(&req.sql)
+                        .map_err(|s| super::error::status_to_backend_error(&s))?;
+                    let stream = do_get(&mut client, ticket, &req.caller, deadline).await?;
+                    let (announced, head) = peek_first(stream, deadline, cap).await?;
+                    return Ok((announced.unwrap_or_else(empty_schema), head));
+                }
                 let (info, prepared) = flight_info(&mut client, req, deadline).await?;
                 let declared = decode_schema(&info.schema)?;
                 let mut tickets = info.endpoint.into_iter().filter_map(|e| e.ticket);

@@ -20,7 +20,7 @@ use arrow_flight::sql::metadata::GetTablesBuilder;
 use arrow_flight::sql::{
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
     CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery,
-    DoPutPreparedStatementResult, ProstMessageExt,
+    DoPutPreparedStatementResult, ProstMessageExt, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -58,15 +58,18 @@ struct Put {
 #[derive(Debug, Default)]
 struct Ctl {
     name: String,
-    /// GetFlightInfo for statements fails with UNAVAILABLE.
+    /// Statements (GetFlightInfo, or DoGet of a statement ticket) fail with UNAVAILABLE.
     fail_queries: AtomicBool,
-    /// GetFlightInfo for statements never answers.
+    /// Statements never answer.
     hang_queries: AtomicBool,
     /// `strata.health` fails.
     fail_health: AtomicBool,
     /// The next N DoPuts fail with UNAVAILABLE.
     fail_puts: AtomicU32,
+    /// Statements that reached the node.
     infos: AtomicUsize,
+    /// GetFlightInfo calls for statements.
+    statement_infos: AtomicUsize,
     queries: AtomicUsize,
     health_checks: AtomicUsize,
     put_attempts: AtomicUsize,
@@ -125,6 +128,17 @@ impl TestService {
         }
     }
 
+    /// A statement reaches the node (by GetFlightInfo, or a DoGet of a statement ticket):
+    /// counted in `infos`, then held, failed or refused as the controls say.
+    async fn statement_attempt(&self, sql: &str) -> Result<(), Status> {
+        self.ctl.infos.fetch_add(1, Ordering::SeqCst);
+        self.gate().await?;
+        if sql.contains("syntax error") {
+            return Err(Status::invalid_argument("bad SQL"));
+        }
+        Ok(())
+    }
+
     async fn gate(&self) -> Result<(), Status> {
         if self.ctl.hang_queries.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -177,11 +191,8 @@ impl FlightService for TestService {
         let any = Any::decode(req.get_ref().cmd.as_ref())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = if let Ok(Some(q)) = any.unpack::<CommandStatementQuery>() {
-            self.ctl.infos.fetch_add(1, Ordering::SeqCst);
-            self.gate().await?;
-            if q.query.contains("syntax error") {
-                return Err(Status::invalid_argument("bad SQL"));
-            }
+            self.ctl.statement_infos.fetch_add(1, Ordering::SeqCst);
+            self.statement_attempt(&q.query).await?;
             format!("q:{}", q.query)
         } else if let Ok(Some(p)) = any.unpack::<CommandPreparedStatementQuery>() {
             format!(
@@ -216,6 +227,17 @@ impl FlightService for TestService {
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         self.remember_headers(&req);
+        // The ticket a Strata node's GetFlightInfo hands out, which the gateway builds itself.
+        if let Ok(any) = Any::decode(req.get_ref().ticket.as_ref())
+            && let Ok(Some(t)) = any.unpack::<TicketStatementQuery>()
+        {
+            let handle: serde_json::Value = serde_json::from_slice(&t.statement_handle)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let sql = handle["sql"].as_str().unwrap_or_default().to_string();
+            self.statement_attempt(&sql).await?;
+            self.ctl.queries.fetch_add(1, Ordering::SeqCst);
+            return Ok(Response::new(flight_stream(vec![self.batch(&sql)])));
+        }
         let ticket = String::from_utf8_lossy(&req.get_ref().ticket).to_string();
         if let Some(sql) = ticket
             .strip_prefix("q:")
@@ -606,6 +628,8 @@ async fn round_robin_spreads_queries_evenly() {
             "node {}",
             n.name()
         );
+        // A query is one DoGet of a statement ticket, not GetFlightInfo + DoGet.
+        assert_eq!(n.ctl.statement_infos.load(Ordering::SeqCst), 0);
         let addr = n.addr.to_string();
         assert_eq!(metric(&registry, REQUESTS_TOTAL, &[("node", &addr)]), 10.0);
     }
