@@ -29,6 +29,7 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::functions_aggregate::first_last::first_value;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
@@ -229,8 +230,18 @@ fn rewrite_window(
             continue;
         }
         let name = format!("__strata_first_{}", aggregates.len());
-        aggregates
-            .push(first_value(Expr::Column(column), params.order_by.clone()).alias(name.clone()));
+        // The ordering column itself (non-null, sole sort key): its first value is its max
+        // (DESC) or min (ASC), which vectorizes; first_value keeps a row-wise ordering state.
+        let sole_key = match params.order_by.as_slice() {
+            [s] if s.expr == Expr::Column(column.clone()) && !field.is_nullable() => Some(s.asc),
+            _ => None,
+        };
+        let aggregate = match sole_key {
+            Some(true) => min(Expr::Column(column)),
+            Some(false) => max(Expr::Column(column)),
+            None => first_value(Expr::Column(column), params.order_by.clone()),
+        };
+        aggregates.push(aggregate.alias(name.clone()));
         let mut first = Expr::Column(Column::from_name(name));
         if !field.is_nullable() {
             // first_value is nullable, but every group has a row, so the first value of a
