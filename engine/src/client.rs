@@ -153,8 +153,12 @@ fn describe_status(s: &Status) -> String {
         if !msg.contains(&cause) {
             msg.push_str(&format!(": {cause}"));
         }
-        // What a plaintext HTTP/2 client sees when the server answers with a TLS alert.
-        if cause.contains("frame with invalid size") {
+        // A call that failed in the transport after the connection opened: what a plaintext
+        // HTTP/2 client sees when the port speaks TLS (an invalid frame, a protocol error, or
+        // — depending on timing — the connection closed or a broken pipe). Refusals and
+        // timeouts are reported at connect time with their own hint.
+        const NOT_TLS: [&str; 2] = ["refused", "timed out"];
+        if !NOT_TLS.iter().any(|m| msg.contains(m)) {
             msg.push_str(
                 " (does the gateway's port speak TLS? dial https://host:port with --tls-ca)",
             );
