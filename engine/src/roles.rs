@@ -116,16 +116,16 @@ async fn run_servers(
     let scheme = server.scheme();
     let grpc = bind(s.node.grpc_addr, "grpc").await?;
     let http_l = bind(s.node.http_addr, "http").await?;
+    // The bound addresses (port 0 in the settings picks a free port).
+    let grpc_addr = grpc.local_addr().unwrap_or(s.node.grpc_addr);
+    let http_addr = http_l.local_addr().unwrap_or(s.node.http_addr);
     let ready = Arc::clone(&http_state.ready);
     let http_task = http::serve(http_l, http_state, shutdown.clone().wait());
     let grpc_task = server.serve_with_listener(grpc, shutdown.clone().wait());
     ready.store(true, Ordering::Release);
     // Printed for scripts and tests that wait for readiness; the scheme says whether the
     // gRPC port speaks TLS (`grpc+tls://`) or plaintext (`grpc://`).
-    println!(
-        "strata ready: grpc={scheme}://{} http=http://{}",
-        s.node.grpc_addr, s.node.http_addr
-    );
+    println!("strata ready: grpc={scheme}://{grpc_addr} http=http://{http_addr}");
     let (g, h) = tokio::join!(grpc_task, http_task);
     ready.store(false, Ordering::Release);
     g.map_err(|e| e.to_string())?;

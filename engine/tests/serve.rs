@@ -389,3 +389,44 @@ async fn the_cli_works_against_serve_and_sigterm_flushes() {
         "every acknowledged row is in a segment after SIGTERM"
     );
 }
+
+/// Port 0 picks free ports, and the ready line names the ones actually bound.
+#[tokio::test]
+async fn the_ready_line_names_the_bound_ports() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("STRATA_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("strata ready"))
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), line)
+        .await
+        .expect("ready within 60 s")
+        .unwrap()
+        .expect("a ready line");
+    let http_url = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no http= in {line:?}"));
+    assert!(!http_url.ends_with(":0"), "{line}");
+    assert!(
+        line.contains("grpc=grpc://127.0.0.1:") && !line.contains(":0 "),
+        "{line}"
+    );
+    let (code, _) = http("GET", &format!("{http_url}/healthz"), "", None).await;
+    assert_eq!(code, 200, "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
