@@ -1210,7 +1210,12 @@ async fn compact_once(ctx: &StrataCtx<'_>, notes: &mut Vec<String>) {
         Ok(Ok(out)) if out.status.success() => notes.push(format!(
             "compacted before the queries in {:.1}s: {}",
             t.elapsed().as_secs_f64(),
-            first_line(&String::from_utf8_lossy(&out.stdout))
+            {
+                // One line per table; the one that matters is `logs`.
+                let text = String::from_utf8_lossy(&out.stdout);
+                let logs = text.lines().find(|l| l.contains("/logs:"));
+                logs.map_or_else(|| first_line(&text), |l| l.trim().to_string())
+            }
         )),
         Ok(Ok(out)) => notes.push(format!(
             "strata compact --once failed: {}",
