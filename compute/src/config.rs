@@ -39,7 +39,9 @@ pub struct QueryConfig {
     /// from the data cache. Default: 64 MiB.
     pub metadata_cache_bytes: usize,
     /// Decoded unflushed WAL entries kept in memory, so repeated queries over the same
-    /// tail skip decoding. Default: 64 MiB.
+    /// tail skip the GET and decode. Size it for the unflushed tail of the busy tables (up to
+    /// the memtable size per shard): an LRU smaller than a tail that every query scans
+    /// whole never hits. Default: 256 MiB.
     pub wal_cache_bytes: usize,
     /// How long a table manifest read from the bucket is reused; bounds how stale a query's
     /// view may be (plus the WAL batch interval). Default: 100 ms.
@@ -65,7 +67,7 @@ impl Default for QueryConfig {
             cache_dir: None,
             cache_block_bytes: 1 << 20,
             metadata_cache_bytes: 64 << 20,
-            wal_cache_bytes: 64 << 20,
+            wal_cache_bytes: 256 << 20,
             manifest_ttl: Duration::from_millis(100),
             spill_dir: None,
             max_spill_bytes: 16 << 30,

@@ -116,6 +116,8 @@ pub struct QuerySettings {
     pub cache_dir: Option<PathBuf>,
     /// Parallelism per query. Default: 2.
     pub target_partitions: Option<usize>,
+    /// Decoded unflushed WAL entries kept in memory for queries, in bytes. Default: 256 MiB.
+    pub wal_cache_bytes: Option<usize>,
 }
 
 /// Background compaction, retention and garbage collection.
@@ -249,6 +251,7 @@ impl Settings {
             cache_disk_bytes: q.cache_disk_bytes.unwrap_or(d.cache_disk_bytes),
             cache_dir: Some(self.cache_dir()),
             target_partitions: q.target_partitions.unwrap_or(d.target_partitions),
+            wal_cache_bytes: q.wal_cache_bytes.unwrap_or(d.wal_cache_bytes),
             spill_dir: Some(self.node.data_dir.join("spill")),
             ..d
         }
@@ -280,6 +283,7 @@ impl Settings {
             cache_disk_bytes: Some(q.cache_disk_bytes),
             cache_dir: Some(self.cache_dir()),
             target_partitions: Some(q.target_partitions),
+            wal_cache_bytes: Some(q.wal_cache_bytes),
         };
         let c = &mut s.compaction;
         c.interval_secs.get_or_insert(60);
