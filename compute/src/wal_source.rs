@@ -40,14 +40,26 @@ impl WalCache {
         Self(
             foyer::CacheBuilder::new(capacity_bytes.max(1))
                 .with_weighter(|k: &String, v: &Arc<Vec<RecordBatch>>| {
-                    k.len()
-                        + v.iter()
-                            .map(RecordBatch::get_array_memory_size)
-                            .sum::<usize>()
+                    k.len() + v.iter().map(decoded_bytes).sum::<usize>()
                 })
                 .build(),
         )
     }
+}
+
+/// Memory of a decoded batch. The IPC reader decodes each message body into one allocation
+/// that all columns slice, so `get_array_memory_size` (which counts every column's buffers
+/// whole) would weigh an entry once per column and make the cache evict what it could hold.
+fn decoded_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 impl std::fmt::Debug for WalCache {
@@ -157,4 +169,57 @@ pub(crate) fn conform(batch: &RecordBatch, target: &SchemaRef, shard: u32) -> Re
         &RecordBatchOptions::new().with_row_count(Some(n)),
     )
     .map_err(|e| Error::Internal(format!("conforming a WAL batch to the table schema: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    /// A decoded WAL entry weighs about its data, not its data once per column.
+    #[test]
+    fn decoded_entries_weigh_their_data_once() {
+        let n = 8192;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+            (
+                "c",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("row {i}")),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        // Round trip through IPC as the WAL reader does: one body allocation per message.
+        let mut buf = Vec::new();
+        {
+            let mut w =
+                arrow::ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema()).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        let decoded = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(buf), None)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let data =
+            n as usize * (8 + 8 + 4) + (0..n).map(|i| format!("row {i}").len()).sum::<usize>();
+        let weight = decoded_bytes(&decoded);
+        assert!(
+            weight >= data && weight < data * 2,
+            "weight {weight} for {data} bytes of data"
+        );
+        assert!(
+            decoded.get_array_memory_size() > 2 * weight,
+            "the shared body is counted per column by get_array_memory_size"
+        );
+    }
 }
