@@ -1,8 +1,11 @@
 //! # strata-common
 //!
 //! Small pieces every role needs and that carry no storage, SQL or gRPC knowledge:
-//! the consistent-hash [`ring`] that maps shard keys to shards and shards to nodes.
+//! the consistent-hash [`ring`] that maps shard keys to shards and shards to nodes, and the
+//! memory [`size`] of Arrow batches.
 
 pub mod ring;
+pub mod size;
 
 pub use ring::{HashRing, hash_key_column, partition_by_shard};
+pub use size::batch_bytes;

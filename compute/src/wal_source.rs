@@ -39,27 +39,15 @@ impl WalCache {
     pub(crate) fn new(capacity_bytes: usize) -> Self {
         Self(
             foyer::CacheBuilder::new(capacity_bytes.max(1))
+                // Weighed by their data: the IPC reader decodes each message body into one
+                // allocation that all columns slice, which `get_array_memory_size` would
+                // count once per column, making the cache evict what it could hold.
                 .with_weighter(|k: &String, v: &Arc<Vec<RecordBatch>>| {
-                    k.len() + v.iter().map(decoded_bytes).sum::<usize>()
+                    k.len() + v.iter().map(strata_common::batch_bytes).sum::<usize>()
                 })
                 .build(),
         )
     }
-}
-
-/// Memory of a decoded batch. The IPC reader decodes each message body into one allocation
-/// that all columns slice, so `get_array_memory_size` (which counts every column's buffers
-/// whole) would weigh an entry once per column and make the cache evict what it could hold.
-fn decoded_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size())
-        })
-        .sum()
 }
 
 impl std::fmt::Debug for WalCache {
@@ -212,7 +200,7 @@ mod tests {
             .unwrap();
         let data =
             n as usize * (8 + 8 + 4) + (0..n).map(|i| format!("row {i}").len()).sum::<usize>();
-        let weight = decoded_bytes(&decoded);
+        let weight = strata_common::batch_bytes(&decoded);
         assert!(
             weight >= data && weight < data * 2,
             "weight {weight} for {data} bytes of data"

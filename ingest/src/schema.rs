@@ -244,19 +244,7 @@ pub fn upgrade_stored(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordB
     )?)
 }
 
-/// Bytes a batch's rows occupy, counting only the slice each column covers (a slice of a big
-/// batch shares its buffers; `get_array_memory_size` would count them whole).
-pub fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size())
-        })
-        .sum()
-}
+pub use strata_common::batch_bytes;
 
 #[cfg(test)]
 mod tests {
