@@ -37,6 +37,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::unalias;
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct AggregateBeforeJoin;
@@ -255,13 +257,6 @@ fn same_names_and_types(a: &DFSchema, b: &DFSchema) -> bool {
         && a.iter().zip(b.iter()).all(|((qa, fa), (qb, fb))| {
             qa == qb && fa.name() == fb.name() && fa.data_type() == fb.data_type()
         })
-}
-
-fn unalias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => unalias(&a.expr),
-        e => e,
-    }
 }
 
 /// Rows of the table under `plan` as its provider's statistics tell (an upper bound of the

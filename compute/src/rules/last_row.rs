@@ -39,6 +39,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::unalias;
+
 /// Rewrites `row_number() OVER (PARTITION BY k ORDER BY o) ... WHERE rn = 1` into a
 /// `first_value(... ORDER BY o)` aggregate grouped by `k`. See the module docs.
 #[derive(Debug, Default)]
@@ -176,13 +178,6 @@ fn rewrite_below(plan: &LogicalPlan, column: &Column, depth: usize) -> Result<Op
     Ok(Some(
         plan.with_new_exprs(plan.expressions(), vec![new_input])?,
     ))
-}
-
-fn unalias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => unalias(&a.expr),
-        e => e,
-    }
 }
 
 /// The aggregate equivalent of `window` filtered to row 1, if output `index` of the window is

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::logical_expr::Expr;
 use datafusion::optimizer::OptimizerRule;
 
 mod eager_agg;
@@ -13,4 +14,12 @@ pub(crate) use last_row::LastRowPerKey;
 /// Rules appended after DataFusion's default logical optimizer rules.
 pub(crate) fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     vec![Arc::new(LastRowPerKey), Arc::new(AggregateBeforeJoin)]
+}
+
+/// `e` without the aliases wrapped around it.
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
+        e => e,
+    }
 }
