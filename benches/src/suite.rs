@@ -671,9 +671,7 @@ impl StrataCtx<'_> {
     /// Start a server over `data` with a new, empty cache folder (and the gateway's result
     /// cache on or off).
     async fn start_with(&self, data: &str, result_cache: bool) -> Result<Server> {
-        let n = self.seq.get();
-        self.seq.set(n + 1);
-        let cache = self.work.join(format!("cache-{n}"));
+        let (n, cache) = self.next_cache();
         let mut opts = self.options(data);
         if !result_cache && !self.result_cache_unknown.get() {
             opts.env
@@ -699,8 +697,7 @@ impl StrataCtx<'_> {
         role: &'static str,
         extra: Vec<String>,
     ) -> Result<Server> {
-        let n = self.seq.get();
-        self.seq.set(n + 1);
+        let (n, cache) = self.next_cache();
         let mut opts = self.options(data);
         opts.role = role;
         opts.extra_args = extra;
@@ -708,7 +705,14 @@ impl StrataCtx<'_> {
             opts.env
                 .push((RESULT_CACHE_ENV.to_string(), "false".to_string()));
         }
-        Server::start(&opts, &self.work.join(format!("cache-{n}")), n).await
+        Server::start(&opts, &cache, n).await
+    }
+
+    /// The next process's sequence number and its new, empty cache folder.
+    fn next_cache(&self) -> (usize, PathBuf) {
+        let n = self.seq.get();
+        self.seq.set(n + 1);
+        (n, self.work.join(format!("cache-{n}")))
     }
 
     /// Start a server for measuring: the result cache as `--result-cache` says.
