@@ -44,6 +44,7 @@ fn wal_and_segment_encode(c: &mut Criterion) {
     let one = &batches[..1];
     let schema = one[0].schema();
     let header = WalHeader {
+        attempt: 0,
         epoch: 1,
         writer: "bench".to_string(),
         seq: 0,

@@ -111,6 +111,7 @@ pub fn wal_encode_rate(batches: &[RecordBatch]) -> Result<EncodeRate> {
     let t0 = Instant::now();
     for (i, b) in batches.iter().enumerate() {
         let header = WalHeader {
+            attempt: 0,
             epoch: 1,
             writer: "bench".to_string(),
             seq: i as u64,

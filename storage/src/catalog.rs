@@ -12,7 +12,7 @@
 //! A best-effort `_latest` hint is overwritten after each commit so cold readers skip the
 //! history; correctness never depends on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::manifest::{TableDef, TableManifest, validate_table_name};
+use crate::manifest::{TableDef, TableManifest, Unreferenced, validate_table_name};
 use crate::paths;
 
 /// How hard a committer tries before reporting contention.
@@ -49,10 +49,25 @@ pub struct Catalog {
     store: Arc<dyn ObjectStore>,
     policy: CommitPolicy,
     latest: Arc<Mutex<HashMap<String, Arc<TableManifest>>>>,
+    /// When each table's newest version was last confirmed against the store.
+    checked: Arc<Mutex<HashMap<String, Instant>>>,
+    clock: Arc<dyn Clock>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Where commit times and GC ages come from: the wall clock, or a simulation's clock.
+pub trait Clock: std::fmt::Debug + Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
 }
 
 impl Catalog {
@@ -61,7 +76,20 @@ impl Catalog {
             store,
             policy: CommitPolicy::default(),
             latest: Arc::default(),
+            checked: Arc::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Take commit times (and GC's idea of now) from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Milliseconds since the epoch, by this catalog's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn with_policy(mut self, policy: CommitPolicy) -> Self {
@@ -103,6 +131,7 @@ impl Catalog {
             (None, None) => return Err(Error::TableNotFound(table)),
         };
         if let Some(m) = cached.filter(|m| m.version == version) {
+            self.mark_checked(&table);
             return Ok(m);
         }
         let m = match self.load_version(&table, version).await {
@@ -117,7 +146,31 @@ impl Catalog {
             }
             Err(e) => return Err(e),
         };
+        self.mark_checked(&table);
         Ok(self.remember(m))
+    }
+
+    /// The newest manifest as of at most `max_age` ago: the cached one when this process
+    /// confirmed (or committed) it within `max_age`, else [`Self::load`]. For hot paths that
+    /// need the table's definition, not its latest segments (the ingest write path), so a
+    /// busy table costs one LIST per `max_age`, not one per request.
+    pub async fn load_within(&self, table: &str, max_age: Duration) -> Result<Arc<TableManifest>> {
+        let fresh = self
+            .checked
+            .lock()
+            .ok()
+            .and_then(|c| c.get(table).copied())
+            .is_some_and(|t| t.elapsed() < max_age);
+        if fresh && let Some(m) = self.cached(table) {
+            return Ok(m);
+        }
+        self.load(table).await
+    }
+
+    fn mark_checked(&self, table: &str) {
+        if let Ok(mut c) = self.checked.lock() {
+            c.insert(table.to_string(), Instant::now());
+        }
     }
 
     /// The cached manifest without I/O, if this process has seen the table.
@@ -149,13 +202,13 @@ impl Catalog {
     pub async fn create_table(&self, def: TableDef) -> Result<(Arc<TableManifest>, bool)> {
         let mut def = def.validated()?;
         if def.created_at_ms == 0 {
-            def.created_at_ms = now_ms();
+            def.created_at_ms = self.now_ms();
         }
         let name = def.name.clone();
         let mut m = TableManifest::new(def);
         m.version = 1;
         m.commit_id = uuid::Uuid::new_v4().to_string();
-        m.committed_at_ms = now_ms();
+        m.committed_at_ms = self.now_ms();
         match self.put_version(&m).await? {
             PutOutcome::Won => {
                 self.write_hint(&name, 1).await;
@@ -180,12 +233,28 @@ impl Catalog {
             let current = self.load(&table).await?;
             let mut next = (*current).clone();
             change(&mut next)?;
+            crate::manifest::check_columns(&next.table.name, &next.table.schema)?;
             next.version = current.version + 1;
             next.commit_id = uuid::Uuid::new_v4().to_string();
-            next.committed_at_ms = now_ms();
+            next.committed_at_ms = self.now_ms();
+            // Whatever took segments out (compaction, retention), GC's grace for them starts
+            // now, when the table stops referencing them.
+            let kept: std::collections::HashSet<&str> =
+                next.segments.iter().map(|s| s.path.as_str()).collect();
+            let removed: Vec<Unreferenced> = current
+                .segments
+                .iter()
+                .filter(|s| !kept.contains(s.path.as_str()))
+                .map(|s| Unreferenced {
+                    path: s.path.clone(),
+                    since_ms: next.committed_at_ms,
+                })
+                .collect();
+            next.unreferenced.extend(removed);
             match self.put_version(&next).await? {
                 PutOutcome::Won => {
                     self.write_hint(&table, next.version).await;
+                    self.mark_checked(&table);
                     return Ok(self.remember(next));
                 }
                 PutOutcome::Lost => {
@@ -206,6 +275,67 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// Per shard, the offset after the last acknowledged record (the WAL tail included):
+    /// a record acknowledged before this call has a smaller offset.
+    ///
+    /// A flush may commit and delete WAL entries between reading the manifest and listing
+    /// the WAL; the flush commits before it deletes, so the manifest read after the listing
+    /// holds the offsets of whatever the listing missed.
+    pub async fn shard_end_offsets(&self, table: &str) -> Result<BTreeMap<u32, u64>> {
+        let before = self.load(table).await?;
+        let mut ends = BTreeMap::new();
+        for shard in 0..before.table.num_shards {
+            let from = before.shard(shard)?.flushed_wal_seq;
+            let entries = crate::wal::list(self.store.as_ref(), table, shard, from).await?;
+            let mut end = 0;
+            for (_, meta) in entries.iter().rev() {
+                let bytes = match self.store.get(&meta.location).await {
+                    Ok(r) => r.bytes().await?,
+                    // Flushed and deleted since the listing: the second load covers it.
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let e = crate::wal::decode(&bytes)?;
+                end = e.header.first_offset + e.header.rows;
+                break;
+            }
+            ends.insert(shard, end);
+        }
+        let after = self.load(table).await?;
+        for (shard, end) in ends.iter_mut() {
+            *end = (*end).max(after.shard(*shard)?.flushed_offset);
+        }
+        Ok(ends)
+    }
+
+    /// Hide the rows of `table` matching `predicate` (SQL over the table's columns) that were
+    /// acknowledged before this call; rows written later are not affected. Queries apply
+    /// the rule at once, compaction makes it physical. Returns the committed manifest and the
+    /// rule's id. The predicate is not checked here (the query path does that).
+    pub async fn add_delete_rule(
+        &self,
+        table: &str,
+        predicate: &str,
+    ) -> Result<(Arc<TableManifest>, u64)> {
+        let below = self.shard_end_offsets(table).await?;
+        let created_at_ms = self.now_ms();
+        let mut id = 0;
+        let m = self
+            .commit(table, |m| {
+                id = m.next_delete_id;
+                m.next_delete_id += 1;
+                m.deletes.push(crate::manifest::DeleteRule {
+                    id,
+                    predicate: predicate.to_string(),
+                    below_offsets: below.clone(),
+                    created_at_ms,
+                });
+                Ok(())
+            })
+            .await?;
+        Ok((m, id))
     }
 
     /// Become the writer of `table`/`shard`: bump its epoch. Any older writer is fenced from

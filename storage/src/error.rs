@@ -53,6 +53,18 @@ pub enum Error {
         current: u64,
     },
 
+    /// A flush found that the manifest already holds some of the WAL entries it was about
+    /// to commit (an earlier commit of this writer whose response was lost did land).
+    #[error(
+        "table `{table}` shard {shard}: WAL entries below {flushed_wal_seq} are already in a \
+         committed segment"
+    )]
+    AlreadyFlushed {
+        table: String,
+        shard: u32,
+        flushed_wal_seq: u64,
+    },
+
     /// A manifest commit kept losing races and gave up.
     #[error(
         "commit to table `{table}` failed after {attempts} attempts over {elapsed:?}: too much contention"

@@ -2,12 +2,18 @@
 //!
 //! An object is garbage when it is a segment or WAL entry that none of the last
 //! `keep_versions` manifest versions references (for WAL entries: whose sequence is below
-//! every retained version's `flushed_wal_seq`), and it is older than `min_age`. The age
-//! rule protects both a flush in flight (uploaded, not yet committed) and a slow reader
-//! still working from an older version. Manifest versions older than the retained ones
-//! are garbage too, once older than `min_age`.
+//! every retained version's `flushed_wal_seq`), and its grace of `min_age` has passed:
+//!
+//! - a segment a commit took out of the table (compaction, retention) is kept for `min_age`
+//!   after that commit (the manifest's `unreferenced` list records when), so a reader still
+//!   working from an older version never meets a missing file, however old the file is;
+//! - a segment no version ever referenced (a flush whose commit never happened) is kept for
+//!   `min_age` after its upload, which protects a flush in flight.
+//!
+//! Manifest versions older than the retained ones are garbage too, once older than
+//! `min_age`. Deleted segments leave the `unreferenced` list in one more commit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -60,6 +66,7 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
 
     let mut referenced: HashSet<String> = HashSet::new();
     let mut wal_floor: Vec<(u32, u64)> = Vec::new();
+    let mut unreferenced_since: HashMap<String, i64> = HashMap::new();
     for (i, v) in kept.iter().enumerate() {
         let m = catalog.load_version(table, *v).await?;
         referenced.extend(m.segments.iter().map(|s| s.path.clone()));
@@ -70,10 +77,23 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
                 .map(|(s, st)| (*s, st.flushed_wal_seq))
                 .collect();
         }
+        if i + 1 == kept.len() {
+            unreferenced_since = m
+                .unreferenced
+                .iter()
+                .map(|u| (u.path.clone(), u.since_ms))
+                .collect();
+        }
     }
-    let now = chrono::Utc::now();
+    let now = chrono::DateTime::from_timestamp_millis(catalog.now_ms()).unwrap_or_default();
+    let min_age_ms = i64::try_from(opts.min_age.as_millis()).unwrap_or(i64::MAX);
     let old_enough =
         |meta: &ObjectMeta| (now - meta.last_modified).to_std().unwrap_or_default() >= opts.min_age;
+    // A segment taken out by a commit: its grace runs from that commit.
+    let grace_over = |meta: &ObjectMeta| match unreferenced_since.get(meta.location.as_ref()) {
+        Some(since) => now.timestamp_millis().saturating_sub(*since) >= min_age_ms,
+        None => old_enough(meta),
+    };
 
     let mut report = GcReport::default();
     let mut doomed: Vec<ObjectMeta> = Vec::new();
@@ -81,11 +101,12 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
         .list(Some(&paths::segment_dir(table)))
         .try_collect()
         .await?;
+    let listed: HashSet<String> = segs.iter().map(|m| m.location.to_string()).collect();
     for meta in segs {
         if referenced.contains(meta.location.as_ref()) {
             continue;
         }
-        if old_enough(&meta) {
+        if grace_over(&meta) && old_enough(&meta) {
             report.orphan_segments.push(meta.location.clone());
             doomed.push(meta);
         } else {
@@ -122,6 +143,26 @@ pub async fn collect_table(catalog: &Catalog, table: &str, opts: &GcOptions) -> 
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        // Forget the deleted segments (and any whose object is gone) in the manifest.
+        let gone: HashSet<&str> = report
+            .orphan_segments
+            .iter()
+            .map(|p| p.as_ref())
+            .chain(
+                unreferenced_since
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|p| !listed.contains(*p)),
+            )
+            .collect();
+        if unreferenced_since.keys().any(|p| gone.contains(p.as_str())) {
+            catalog
+                .commit(table, |m| {
+                    m.unreferenced.retain(|u| !gone.contains(u.path.as_str()));
+                    Ok(())
+                })
+                .await?;
         }
     }
     Ok(report)

@@ -26,7 +26,7 @@ pub mod segment;
 pub mod store;
 pub mod wal;
 
-pub use catalog::{Catalog, CommitPolicy};
+pub use catalog::{Catalog, Clock, CommitPolicy, SystemClock};
 pub use error::{Error, Result};
 pub use manifest::{
     ColumnStats, DeleteRule, OFFSET_COLUMN, SegmentMeta, ShardState, TableDef, TableManifest,

@@ -56,6 +56,7 @@ impl TableDef {
                 self.name
             )));
         }
+        check_columns(&self.name, &self.schema)?;
         if self.schema.field_with_name(OFFSET_COLUMN).is_ok() {
             return Err(Error::InvalidInput(format!(
                 "column name `{OFFSET_COLUMN}` is reserved"
@@ -98,6 +99,34 @@ impl TableDef {
 
 /// Table names: ASCII letters, digits and `_`, not starting with a digit, ≤ 128 chars.
 /// Returned in lower case, the way SQL resolves unquoted identifiers.
+/// Most columns a table may have (a bound on manifest size and on per-column work).
+pub const MAX_COLUMNS: usize = 1000;
+/// Longest column name, in bytes.
+pub const MAX_COLUMN_NAME_BYTES: usize = 256;
+
+/// Column count and names within bounds (no empty names, no control characters).
+pub fn check_columns(table: &str, schema: &Schema) -> Result<()> {
+    if schema.fields().len() > MAX_COLUMNS {
+        return Err(Error::InvalidInput(format!(
+            "table `{table}` would have {} columns, over the limit of {MAX_COLUMNS}",
+            schema.fields().len()
+        )));
+    }
+    for f in schema.fields() {
+        let name = f.name();
+        if name.is_empty()
+            || name.len() > MAX_COLUMN_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidInput(format!(
+                "table `{table}`: invalid column name {name:?}: use 1-{MAX_COLUMN_NAME_BYTES} \
+                 bytes without control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn validate_table_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -167,6 +196,16 @@ pub struct DeleteRule {
     pub created_at_ms: i64,
 }
 
+/// A segment a commit took out of the table, and when. GC keeps its object for
+/// `min_age` after that moment (not after the object's creation), so a query planned on an
+/// older version never meets a missing segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreferenced {
+    pub path: String,
+    /// Commit time of the first version without the segment.
+    pub since_ms: i64,
+}
+
 /// A table's complete state at one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableManifest {
@@ -181,6 +220,10 @@ pub struct TableManifest {
     pub shards: BTreeMap<u32, ShardState>,
     pub deletes: Vec<DeleteRule>,
     pub next_delete_id: u64,
+    /// Segments removed by commits whose objects GC has not deleted yet (maintained by
+    /// `Catalog::commit`, pruned by GC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreferenced: Vec<Unreferenced>,
 }
 
 impl TableManifest {
@@ -198,6 +241,7 @@ impl TableManifest {
             shards,
             deletes: Vec::new(),
             next_delete_id: 1,
+            unreferenced: Vec::new(),
         }
     }
 
@@ -249,7 +293,8 @@ impl TableManifest {
             })
     }
 
-    pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<Self> {
+    /// Parse a manifest (bytes from the bucket, untrusted); `what` names it in errors.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<Self> {
         let m: Self = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
             what: what.to_string(),
             detail: e.to_string(),
@@ -264,5 +309,49 @@ impl TableManifest {
             });
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    fn def(fields: Vec<Field>) -> TableDef {
+        TableDef {
+            name: "t".into(),
+            schema: Schema::new(fields),
+            time_column: None,
+            shard_key: None,
+            num_shards: 1,
+            retention_secs: None,
+            bloom_columns: Vec::new(),
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn columns_are_bounded_in_number_and_name() {
+        let wide: Vec<Field> = (0..=MAX_COLUMNS)
+            .map(|i| Field::new(format!("c{i}"), DataType::Int64, true))
+            .collect();
+        let e = def(wide).validated().expect_err("too many columns");
+        assert!(e.to_string().contains("over the limit"), "{e}");
+        let e = def(vec![Field::new("a\nb", DataType::Int64, true)])
+            .validated()
+            .expect_err("a control character");
+        assert!(e.to_string().contains("invalid column name"), "{e}");
+        let long = "x".repeat(MAX_COLUMN_NAME_BYTES + 1);
+        assert!(
+            def(vec![Field::new(long, DataType::Int64, true)])
+                .validated()
+                .is_err()
+        );
+        def(vec![Field::new("ok", DataType::Int64, true)])
+            .validated()
+            .expect("a plain table");
+        for bad in ["", "../x", "a/b", "x".repeat(129).as_str(), "1abc"] {
+            assert!(validate_table_name(bad).is_err(), "{bad:?} is refused");
+        }
     }
 }

@@ -26,6 +26,9 @@ use crate::paths;
 
 const HEADER_KEY: &str = "strata.wal";
 const MAGIC: &[u8] = b"SWL1";
+/// Largest decoded WAL entry accepted (entries hold one group commit, at most a few times
+/// `ingest.max_batch_bytes`).
+pub const MAX_DECODED_BYTES: usize = 1 << 30;
 
 /// What a WAL entry says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,11 @@ pub struct WalHeader {
     pub rows: u64,
     /// Idempotent producers applied by this entry: id → highest sequence number.
     pub producers: BTreeMap<String, u64>,
+    /// Which PUT of `writer` made this entry (unique per writer): tells this attempt's
+    /// entry from one that an earlier attempt at the same sequence left behind, whose PUT
+    /// failed or timed out and landed late. 0 in entries written before it existed.
+    #[serde(default)]
+    pub attempt: u64,
 }
 
 /// A decoded entry.
@@ -75,6 +83,51 @@ pub fn encode(header: &WalHeader, schema: &Schema, batches: &[RecordBatch]) -> R
 
 /// Decode an entry; the returned schema has the header removed from its metadata.
 pub fn decode(bytes: &Bytes) -> Result<WalEntry> {
+    // The Arrow IPC reader panics on some malformed messages: a corrupt object is an error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unchecked(bytes)))
+        .unwrap_or_else(|_| {
+            Err(Error::Corrupt {
+                what: "WAL entry".into(),
+                detail: "the Arrow IPC decoder refused a message".into(),
+            })
+        })
+}
+
+/// Walks the Arrow IPC stream's frames and checks that every message's metadata verifies and
+/// its body lies within the buffer, before the reader sees it: the reader allocates a body
+/// of the size a message claims, so a corrupt length would otherwise abort the process.
+fn check_ipc_frames(ipc: &[u8]) -> std::result::Result<(), String> {
+    let word = |at: usize| -> Option<u32> {
+        ipc.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut pos = 0usize;
+    while pos < ipc.len() {
+        let mut len = word(pos).ok_or("truncated frame")?;
+        pos += 4;
+        if len == 0xFFFF_FFFF {
+            len = word(pos).ok_or("truncated frame")?;
+            pos += 4;
+        }
+        if len == 0 {
+            return Ok(()); // end of stream
+        }
+        let meta_end = pos
+            .checked_add(len as usize)
+            .filter(|e| *e <= ipc.len())
+            .ok_or("message metadata past the end")?;
+        let message = arrow::ipc::root_as_message(&ipc[pos..meta_end])
+            .map_err(|e| format!("invalid message metadata: {e}"))?;
+        let body = usize::try_from(message.bodyLength()).map_err(|_| "negative body length")?;
+        pos = meta_end
+            .checked_add(body)
+            .filter(|e| *e <= ipc.len())
+            .ok_or("message body past the end")?;
+    }
+    Ok(())
+}
+
+fn decode_unchecked(bytes: &Bytes) -> Result<WalEntry> {
     let corrupt = |detail: String| Error::Corrupt {
         what: "WAL entry".into(),
         detail,
@@ -82,7 +135,18 @@ pub fn decode(bytes: &Bytes) -> Result<WalEntry> {
     let body = bytes
         .strip_prefix(MAGIC)
         .ok_or_else(|| corrupt("not a Strata WAL entry (bad magic)".into()))?;
+    // The decoded size comes first; a corrupt or hostile one must not size an allocation.
+    let size = body
+        .first_chunk::<4>()
+        .map(|b| u32::from_le_bytes(*b) as usize)
+        .ok_or_else(|| corrupt("truncated".into()))?;
+    if size > MAX_DECODED_BYTES {
+        return Err(corrupt(format!(
+            "claims {size} decoded bytes, over the limit of {MAX_DECODED_BYTES}"
+        )));
+    }
     let ipc = lz4_flex::decompress_size_prepended(body).map_err(|e| corrupt(e.to_string()))?;
+    check_ipc_frames(&ipc).map_err(corrupt)?;
     let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)?;
     let schema = reader.schema();
     let json = schema
@@ -154,6 +218,7 @@ mod tests {
         )
         .unwrap();
         let header = WalHeader {
+            attempt: 0,
             epoch: 3,
             writer: "w".into(),
             seq: 9,

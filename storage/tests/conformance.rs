@@ -981,6 +981,7 @@ async fn wal_listing(t: &TestStore) -> TestResult {
     let schema = stored_schema(&def);
     let put_entry = async |shard: u32, seq: u64| -> TestResult {
         let header = WalHeader {
+            attempt: 0,
             epoch: 1,
             writer: "w".into(),
             seq,

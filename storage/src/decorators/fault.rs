@@ -33,6 +33,13 @@ pub struct FaultConfig {
     /// Probability that an affected put is applied by the inner store but the caller gets a
     /// `Generic` error, as after a crash or a lost response. Default: 0.
     pub fail_after_put_rate: f64,
+    /// Probability that an affected put fails at once (`Generic` error) but reaches the
+    /// inner store later anyway, after up to `delayed_put_max` — a request stuck in the
+    /// network that lands after its caller gave up. It is applied with its own options, so
+    /// a create-only put still loses to an object created meanwhile. Default: 0.
+    pub delayed_put_rate: f64,
+    /// Longest delay of a delayed put. Default: 100 ms.
+    pub delayed_put_max: Duration,
     /// The operations affected by the random faults and by
     /// [`FaultStore::fail_next_requests`]. Default: all of [`StoreOp::ALL`].
     pub ops: Vec<StoreOp>,
@@ -45,6 +52,8 @@ impl Default for FaultConfig {
             latency: None,
             error_rate: 0.0,
             fail_after_put_rate: 0.0,
+            delayed_put_rate: 0.0,
+            delayed_put_max: Duration::from_millis(100),
             ops: StoreOp::ALL.to_vec(),
         }
     }
@@ -61,6 +70,8 @@ pub struct FaultCounts {
     pub failed_after_upload: u64,
     /// Requests delayed by injected latency.
     pub delays: u64,
+    /// Puts reported failed and applied later.
+    pub delayed_puts: u64,
 }
 
 /// Injects faults in front of the inner store, reproducibly: every random decision comes
@@ -88,12 +99,14 @@ impl FaultStore {
                 config,
                 rng: Mutex::new(rng),
                 down: AtomicBool::new(false),
+                blackhole: AtomicBool::new(false),
                 fail_next_requests: AtomicU64::new(0),
                 fail_next_puts: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 outages: AtomicU64::new(0),
                 failed_after_upload: AtomicU64::new(0),
                 delays: AtomicU64::new(0),
+                delayed_puts: AtomicU64::new(0),
             }),
         }
     }
@@ -106,6 +119,13 @@ impl FaultStore {
     /// While `down`, every request fails with an "injected outage" error.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// While on, every put reaches the inner store and is applied, but its caller gets an
+    /// error, and every other request fails: an outage that loses responses (a network
+    /// that cuts connections after forwarding), so writers cannot learn what they stored.
+    pub fn set_blackhole(&self, on: bool) {
+        self.state.blackhole.store(on, Ordering::SeqCst);
     }
 
     /// The next `n` requests of affected ops fail before reaching the inner store.
@@ -126,6 +146,7 @@ impl FaultStore {
             outages: s.outages.load(Ordering::SeqCst),
             failed_after_upload: s.failed_after_upload.load(Ordering::SeqCst),
             delays: s.delays.load(Ordering::SeqCst),
+            delayed_puts: s.delayed_puts.load(Ordering::SeqCst),
         }
     }
 
@@ -173,12 +194,14 @@ struct FaultState {
     config: FaultConfig,
     rng: Mutex<StdRng>,
     down: AtomicBool,
+    blackhole: AtomicBool,
     fail_next_requests: AtomicU64,
     fail_next_puts: AtomicU64,
     errors: AtomicU64,
     outages: AtomicU64,
     failed_after_upload: AtomicU64,
     delays: AtomicU64,
+    delayed_puts: AtomicU64,
 }
 
 /// The faults decided for one request.
@@ -187,11 +210,13 @@ struct Plan {
     delay: Option<Duration>,
     error: Option<object_store::Error>,
     lose_put_response: bool,
+    /// Report failure now, apply the put after this delay.
+    delay_put: Option<Duration>,
 }
 
 impl FaultState {
     fn plan(&self, op: StoreOp, path: &str) -> Plan {
-        if self.down.load(Ordering::SeqCst) {
+        if self.down.load(Ordering::SeqCst) || self.blackhole.load(Ordering::SeqCst) {
             self.outages.fetch_add(1, Ordering::SeqCst);
             return Plan {
                 error: Some(fault_error("injected outage", op, path)),
@@ -218,6 +243,12 @@ impl FaultState {
             && !fail
             && self.config.fail_after_put_rate > 0.0
             && rng.random::<f64>() < self.config.fail_after_put_rate;
+        let delay_put = (op == StoreOp::Put
+            && !fail
+            && !lose_put_response
+            && self.config.delayed_put_rate > 0.0
+            && rng.random::<f64>() < self.config.delayed_put_rate)
+            .then(|| draw_latency(&mut rng, Duration::ZERO, self.config.delayed_put_max));
         drop(rng);
         let error = fail.then(|| {
             self.errors.fetch_add(1, Ordering::SeqCst);
@@ -227,6 +258,7 @@ impl FaultState {
             delay,
             error,
             lose_put_response,
+            delay_put,
         }
     }
 
@@ -285,8 +317,30 @@ impl ObjectStore for FaultStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if self.state.blackhole.load(Ordering::SeqCst) {
+            self.state.outages.fetch_add(1, Ordering::SeqCst);
+            let _ = self.inner.put_opts(location, payload, opts).await;
+            return Err(fault_error(
+                "injected outage after upload (the object may be stored)",
+                StoreOp::Put,
+                location.as_ref(),
+            ));
+        }
         let plan = self.state.plan(StoreOp::Put, location.as_ref());
         let lose_response = plan.lose_put_response;
+        if let Some(after) = plan.delay_put {
+            self.state.delayed_puts.fetch_add(1, Ordering::SeqCst);
+            let (inner, location2) = (Arc::clone(&self.inner), location.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = inner.put_opts(&location2, payload, opts).await;
+            });
+            return Err(fault_error(
+                "injected timeout (the put may still land)",
+                StoreOp::Put,
+                location.as_ref(),
+            ));
+        }
         plan.enter(&self.state).await?;
         let result = self.inner.put_opts(location, payload, opts).await?;
         if self.state.lose_put_response(lose_response) {
