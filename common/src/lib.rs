@@ -7,5 +7,5 @@
 pub mod ring;
 pub mod size;
 
-pub use ring::{HashRing, hash_key_column, partition_by_shard};
+pub use ring::{HashRing, hash_key_column, partition_by_shard, producer_shard};
 pub use size::batch_bytes;

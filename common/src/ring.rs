@@ -83,6 +83,13 @@ impl HashRing {
     }
 }
 
+/// The shard of a table without a shard key that an idempotent producer's writes go to:
+/// always the same one for the same producer and shard count, whichever gateway or node
+/// computes it, so a retry meets the sequence number it must be checked against.
+pub fn producer_shard(producer: &str, num_shards: u32) -> u32 {
+    (xxh3_64(producer.as_bytes()) % u64::from(num_shards.max(1))) as u32
+}
+
 /// Hash every row's key value. Nulls hash like an empty key. Integers hash their
 /// little-endian bytes, strings their UTF-8 bytes, so a key hashes the same whatever
 /// integer width or string layout a client sent.

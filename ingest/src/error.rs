@@ -18,9 +18,18 @@ pub enum Error {
     /// This node does not own the shard (routing is stale) or lost it to a newer writer.
     #[error("{0}")]
     NotOwner(String),
-    /// The object store failed; nothing was acknowledged.
+    /// The write was sent to a node that does not own the shard it must go to; the sender
+    /// must route it again (the gateway does, with a fresh table layout).
+    #[error("{0}")]
+    WrongNode(String),
+    /// The object store failed; nothing of the write was stored.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The write may or may not have been stored (the object store did not answer, or the
+    /// shard writer stopped before it could say). A retry with the same producer id and
+    /// sequence applies it exactly once.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     #[error("the ingest node is shutting down")]
     ShuttingDown,
     #[error(transparent)]

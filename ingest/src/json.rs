@@ -10,6 +10,55 @@ use arrow::json::reader::infer_json_schema_from_seekable;
 
 use crate::error::{Error, Result};
 
+/// Longest JSON line accepted, in bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Deepest nesting of objects and arrays accepted in a JSON line.
+pub const MAX_DEPTH: usize = 32;
+
+/// Refuses a body with a line longer than [`MAX_LINE_BYTES`] or nested deeper than
+/// [`MAX_DEPTH`], naming the line, before any parser sees it: the parsers' memory and
+/// stack stay bounded whatever a client sends.
+pub fn check_limits(body: &[u8]) -> Result<()> {
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.len() > MAX_LINE_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "line {}: {} bytes, over the limit of {MAX_LINE_BYTES} bytes per JSON line; \
+                 nothing was stored",
+                i + 1,
+                line.len()
+            )));
+        }
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in line {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(Error::InvalidInput(format!(
+                            "line {}: JSON nested deeper than {MAX_DEPTH} levels; nothing was \
+                             stored",
+                            i + 1
+                        )));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A line that could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
@@ -29,6 +78,7 @@ pub struct Decoded {
 /// The schema for a table created from JSON: inferred from the body, with a time column
 /// (`ts`, `time` or `timestamp`, or `time_column`) read as microsecond timestamps.
 pub fn infer_schema(body: &[u8], time_column: Option<&str>) -> Result<SchemaRef> {
+    check_limits(body)?;
     let (schema, _) =
         infer_json_schema_from_seekable(Cursor::new(body), Some(1000)).map_err(|e| {
             Error::InvalidInput(format!("cannot infer a schema from the JSON body: {e}"))
@@ -60,6 +110,7 @@ pub fn infer_schema(body: &[u8], time_column: Option<&str>) -> Result<SchemaRef>
 /// Decode `body` against `schema`. With `keep_going` false the first bad line fails the
 /// whole request (nothing is stored); with `keep_going` true bad lines are returned apart.
 pub fn decode(body: &[u8], schema: &SchemaRef, keep_going: bool) -> Result<Decoded> {
+    check_limits(body)?;
     // Fast path: the whole body at once.
     if let Ok(batch) = decode_all(body, schema) {
         return Ok(Decoded {
@@ -201,5 +252,32 @@ mod tests {
             &DataType::Timestamp(TimeUnit::Microsecond, None)
         );
         assert!(s.field_with_name("host").unwrap().is_nullable());
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_and_deep_nesting_are_refused_by_line() {
+        let deep = format!("{{\"a\":{}1{}}}\n", "[".repeat(40), "]".repeat(40));
+        let body = format!("{{\"ts\":1}}\n{deep}");
+        let e = check_limits(body.as_bytes()).expect_err("too deep");
+        assert!(
+            e.to_string().contains("line 2") && e.to_string().contains("nested"),
+            "{e}"
+        );
+        // Brackets inside strings do not count.
+        let strings = format!("{{\"s\":\"{}\"}}\n", "[".repeat(100));
+        check_limits(strings.as_bytes()).expect("brackets in a string are text");
+        let long = format!("{{\"s\":\"{}\"}}", "x".repeat(MAX_LINE_BYTES));
+        let e = check_limits(long.as_bytes()).expect_err("too long");
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        assert!(
+            decode(deep.as_bytes(), &schema, true).is_err(),
+            "decode checks too"
+        );
     }
 }

@@ -11,7 +11,7 @@ use arrow::compute::concat_batches;
 use futures::future::join_all;
 use strata_common::{HashRing, partition_by_shard};
 use strata_storage::{Catalog, TableDef, TableManifest};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, OnceCell, oneshot};
 
 use crate::config::IngestConfig;
 use crate::error::{Error, Result};
@@ -57,6 +57,18 @@ pub struct WriteResult {
     pub duplicate: bool,
 }
 
+/// Keep the error that describes a multi-shard write as a whole: one shard whose outcome
+/// is unknown makes the write's outcome unknown, whatever the other shards said.
+fn note_error(first: &mut Option<Error>, e: Error) {
+    let unknown = |e: &Error| matches!(e, Error::OutcomeUnknown(_));
+    if first.as_ref().is_none_or(|f| !unknown(f) && unknown(&e)) {
+        *first = Some(e);
+    }
+}
+
+/// A shard writer, opened once by whoever asks first.
+type ShardCell = Arc<OnceCell<Arc<ShardHandle>>>;
+
 /// The ingest role of one process.
 pub struct IngestNode {
     catalog: Catalog,
@@ -64,8 +76,12 @@ pub struct IngestNode {
     budget: Arc<Budget>,
     metrics: IngestMetrics,
     writer_id: String,
-    shards: Mutex<HashMap<(String, u32), Arc<ShardHandle>>>,
+    /// Shard writers by (table, shard). Each is opened (WAL replay) in its own cell, so
+    /// opening one shard never holds up writes to the others.
+    shards: Mutex<HashMap<(String, u32), ShardCell>>,
     rotate: AtomicU32,
+    /// Set by [`Self::kill`]: the node behaves as a dead process from then on.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl IngestNode {
@@ -97,6 +113,7 @@ impl IngestNode {
             writer_id: uuid_like(),
             shards: Mutex::new(HashMap::new()),
             rotate: AtomicU32::new(0),
+            killed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -139,7 +156,14 @@ impl IngestNode {
 
     /// The table's manifest, creating the table from `batch` when allowed.
     async fn table_for(&self, w: &Write) -> Result<Arc<TableManifest>> {
-        match self.catalog.load(&w.table).await {
+        // The table's definition, re-read from the bucket at most once a second: schemas only
+        // grow, and a column this node has not seen yet is added by a commit (which reads
+        // the newest version) anyway.
+        match self
+            .catalog
+            .load_within(&w.table, std::time::Duration::from_secs(1))
+            .await
+        {
             Ok(m) => Ok(m),
             Err(strata_storage::Error::TableNotFound(_)) => {
                 if !self.cfg.auto_create {
@@ -187,7 +211,7 @@ impl IngestNode {
             let reason = match e {
                 Error::Backpressure(_) => "backpressure",
                 Error::InvalidInput(_) | Error::TableNotFound(_) => "invalid",
-                Error::NotOwner(_) => "not_owner",
+                Error::NotOwner(_) | Error::WrongNode(_) => "not_owner",
                 _ => "unavailable",
             };
             self.metrics.rejected.with_label_values(&[reason]).inc();
@@ -270,17 +294,13 @@ impl IngestNode {
         let ring = HashRing::for_shards(def.num_shards);
         // Tables without a shard key spread whole writes over the shards this node owns.
         let owned: Vec<u32> = (0..def.num_shards).filter(|s| self.cfg.owns(*s)).collect();
-        // An idempotent producer's writes always land on the same shard, so a retry meets
-        // the sequence number it must be checked against.
-        let fallback = match owned.len() {
-            0 => 0,
-            n => {
-                let pick = match &w.producer {
-                    Some((id, _)) => xxhash_rust::xxh3::xxh3_64(id.as_bytes()) as usize,
-                    None => self.rotate.fetch_add(1, Ordering::Relaxed) as usize,
-                };
-                owned[pick % n]
-            }
+        // An idempotent producer's writes always land on the same shard of the table (the
+        // gateway routes them to its owner), so a retry through any gateway meets the
+        // sequence number it must be checked against.
+        let fallback = match (&w.producer, owned.len()) {
+            (Some((id, _)), _) => strata_common::producer_shard(id, def.num_shards),
+            (None, 0) => 0,
+            (None, n) => owned[self.rotate.fetch_add(1, Ordering::Relaxed) as usize % n],
         };
         let mut per_shard: std::collections::BTreeMap<u32, Vec<RecordBatch>> = Default::default();
         for b in &conformed {
@@ -289,7 +309,7 @@ impl IngestNode {
             }
         }
         if let Some(s) = per_shard.keys().find(|s| !self.cfg.owns(**s)) {
-            return Err(Error::NotOwner(format!(
+            return Err(Error::WrongNode(format!(
                 "shard {s} of table `{}` belongs to ingest node {} of {}, not this one ({}); route writes through the gateway",
                 def.name,
                 s % self.cfg.node_count.max(1),
@@ -337,8 +357,10 @@ impl IngestNode {
         }
         let arrived = Instant::now();
         let mut waits = Vec::with_capacity(parts.len());
+        let mut unsent = need;
         for ((s, batch), h) in parts.into_iter().zip(&handles) {
             let bytes = crate::schema::batch_bytes(&batch);
+            unsent = unsent.saturating_sub(bytes);
             h.stats.buffered.fetch_add(bytes, Ordering::AcqRel);
             self.metrics.buffered_bytes.add(bytes as i64);
             let (tx, rx) = oneshot::channel();
@@ -351,6 +373,15 @@ impl IngestNode {
                 arrived,
             };
             if h.tx.send(cmd).await.is_err() {
+                // The writer is gone: give back what this part and the unsent ones hold.
+                let _ = h
+                    .stats
+                    .buffered
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                        Some(u.saturating_sub(bytes))
+                    });
+                self.metrics.buffered_bytes.sub(bytes as i64);
+                self.budget.release(bytes + unsent);
                 return Err(Error::ShuttingDown);
             }
             waits.push((s, rx));
@@ -395,28 +426,53 @@ impl IngestNode {
                     if matches!(e, Error::NotOwner(_)) {
                         self.shards.lock().await.remove(&(w.table.clone(), s));
                     }
-                    first_err.get_or_insert(e);
+                    note_error(&mut first_err, e);
                 }
                 Err(_) => {
                     self.shards.lock().await.remove(&(w.table.clone(), s));
-                    first_err.get_or_insert(Error::Unavailable("the shard writer stopped".into()));
+                    note_error(
+                        &mut first_err,
+                        Error::OutcomeUnknown("the shard writer stopped before it answered".into()),
+                    );
                 }
             }
         }
         if let Some(e) = first_err {
+            // Some shards stored their part: the write as a whole is neither done nor
+            // undone. Say so, so the client retries it (exactly once with a producer id).
+            let stored: Vec<u32> = out.shards.iter().map(|s| s.shard).collect();
+            if !stored.is_empty() {
+                return Err(Error::OutcomeUnknown(format!(
+                    "{e}; the rows for shard(s) {stored:?} were stored: retry with the same \
+                     producer id and sequence to complete the write exactly once"
+                )));
+            }
             return Err(e);
         }
         Ok(out)
     }
 
     async fn handle(&self, table: &str, shard: u32) -> Result<Arc<ShardHandle>> {
-        let key = (table.to_string(), shard);
-        let mut shards = self.shards.lock().await;
-        if let Some(h) = shards.get(&key)
-            && !h.stats.fenced.load(Ordering::Acquire)
-        {
-            return Ok(Arc::clone(h));
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
         }
+        let key = (table.to_string(), shard);
+        let cell = {
+            let mut shards = self.shards.lock().await;
+            match shards.get(&key) {
+                Some(c)
+                    if c.get()
+                        .is_none_or(|h| !h.stats.fenced.load(Ordering::Acquire)) =>
+                {
+                    Arc::clone(c)
+                }
+                _ => {
+                    let c = Arc::new(OnceCell::new());
+                    shards.insert(key, Arc::clone(&c));
+                    c
+                }
+            }
+        };
         let env = ShardEnv {
             catalog: self.catalog.clone(),
             cfg: Arc::clone(&self.cfg),
@@ -424,15 +480,34 @@ impl IngestNode {
             metrics: self.metrics.clone(),
             writer_id: self.writer_id.clone(),
         };
-        let h = Arc::new(shard::open(env, table, shard).await?);
-        shards.insert(key, Arc::clone(&h));
-        Ok(h)
+        let h = cell
+            .get_or_try_init(|| async { shard::open(env, table, shard).await.map(Arc::new) })
+            .await?;
+        Ok(Arc::clone(h))
+    }
+
+    /// Stop every shard writer wherever it is, without committing or flushing anything:
+    /// what a crash of the process does (for simulations and tests). Writes waiting for an
+    /// acknowledgement get `OutcomeUnknown`.
+    pub async fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        for cell in self.shards.lock().await.drain().map(|(_, c)| c) {
+            if let Some(h) = cell.get() {
+                h.abort();
+            }
+        }
     }
 
     /// Commit pending appends and flush every memtable to segments (used by graceful
     /// shutdown and tests).
     pub async fn flush_all(&self) -> Result<()> {
-        let handles: Vec<Arc<ShardHandle>> = self.shards.lock().await.values().cloned().collect();
+        let handles: Vec<Arc<ShardHandle>> = self
+            .shards
+            .lock()
+            .await
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect();
         let results = join_all(handles.iter().map(|h| h.flush())).await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(())

@@ -93,10 +93,26 @@ fn compatible(from: &DataType, to: &DataType) -> bool {
         (a, b) if int(a) && int(b) => true,
         (a, Float64) if int(a) => true,
         (Float32, Float64) => true,
-        (Timestamp(_, tz_a), Timestamp(_, tz_b)) => tz_a == tz_b,
+        // Arrow timestamps count from the epoch in UTC whatever their zone, so a zone only
+        // changes how values are shown: zoned columns take any zone, and a zone-less value
+        // is taken as UTC. Units convert (finer to coarser truncates, as a client would).
+        (Timestamp(_, a), Timestamp(_, b)) => match (a, b) {
+            (Some(_), Some(_)) => true,
+            (None, None) => true,
+            (Some(z), None) | (None, Some(z)) => is_utc(z),
+        },
+        (FixedSizeBinary(_), Binary) => true,
         (Null, _) => true,
         _ => false,
     }
+}
+
+/// `UTC` and its spellings.
+fn is_utc(zone: &str) -> bool {
+    matches!(
+        zone.to_ascii_uppercase().as_str(),
+        "UTC" | "Z" | "+00:00" | "+0000" | "ETC/UTC" | "GMT" | "ETC/GMT"
+    )
 }
 
 /// Columns of `batch` the table lacks, as nullable fields (schema evolution), or an error
@@ -161,6 +177,10 @@ pub fn conform(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
                 }
                 let c = if c.data_type() == f.data_type() {
                     Arc::clone(c)
+                } else if let (DataType::Timestamp(_, _), DataType::Timestamp(unit, zone)) =
+                    (c.data_type(), f.data_type())
+                {
+                    rezone(c, *unit, zone.clone(), &cast_opts)?
                 } else {
                     arrow::compute::cast_with_options(c, f.data_type(), &cast_opts).map_err(
                         |e| {
@@ -212,6 +232,36 @@ pub fn conform(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
         cols,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
     )?)
+}
+
+/// A timestamp column in `unit` and `zone`: the unit is converted, the zone only relabels
+/// (Arrow timestamps count from the epoch in UTC whatever their zone).
+fn rezone(
+    c: &ArrayRef,
+    unit: arrow::datatypes::TimeUnit,
+    zone: Option<Arc<str>>,
+    opts: &CastOptions,
+) -> Result<ArrayRef> {
+    let DataType::Timestamp(from_unit, from_zone) = c.data_type() else {
+        return Ok(Arc::clone(c));
+    };
+    let c = if *from_unit == unit {
+        Arc::clone(c)
+    } else {
+        let same_zone = DataType::Timestamp(unit, from_zone.clone());
+        arrow::compute::cast_with_options(c, &same_zone, opts).map_err(|e| {
+            Error::InvalidInput(format!(
+                "cannot convert {} to {same_zone}: {e}",
+                c.data_type()
+            ))
+        })?
+    };
+    let data = c
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Timestamp(unit, zone))
+        .build()?;
+    Ok(arrow::array::make_array(data))
 }
 
 /// The stored schema: the table schema plus the offset column.
@@ -276,6 +326,72 @@ mod tests {
         ]);
         let c = conform(&def, &b2).unwrap();
         assert_eq!(c.schema().field(0).name(), "ts");
+    }
+
+    /// UTC and zone-less timestamps of the same instant, and fixed-size into variable
+    /// binary, are stored without changing a value; other zones into a zone-less column
+    /// are refused.
+    #[test]
+    fn lossless_casts_keep_values() {
+        use arrow::array::{Array, AsArray, BinaryArray, FixedSizeBinaryArray};
+        use arrow::datatypes::TimestampMicrosecondType;
+        let utc = |v: i64, zone: &str| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone(zone))
+        };
+        let id: ArrayRef =
+            Arc::new(FixedSizeBinaryArray::try_from_iter(vec![[7u8; 16]].into_iter()).unwrap());
+        // A zone-less table (made by a zone-less first write).
+        let def = infer_table_def(
+            "t",
+            &batch(vec![
+                ("ts", ts(vec![Some(1)])),
+                ("id", Arc::new(BinaryArray::from(vec![&b"x"[..]]))),
+            ])
+            .schema(),
+            &CreateOptions::default(),
+            4,
+        )
+        .unwrap();
+        for zone in ["UTC", "+00:00", "Etc/UTC"] {
+            let b = batch(vec![
+                ("ts", utc(1_700_000_000_000_000, zone)),
+                ("id", Arc::clone(&id)),
+            ]);
+            assert!(new_columns(&def, &b.schema()).unwrap().is_empty());
+            let c = conform(&def, &b).unwrap();
+            let v = c
+                .column(0)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0);
+            assert_eq!(v, 1_700_000_000_000_000, "{zone}");
+            assert_eq!(c.column(1).as_binary::<i32>().value(0), &[7u8; 16]);
+        }
+        let other = batch(vec![("ts", utc(1, "America/New_York"))]);
+        let e = new_columns(&def, &other.schema()).unwrap_err().to_string();
+        assert!(e.contains("`ts`"), "{e}");
+        // A UTC table takes zone-less values as UTC, and other zones as the same instants.
+        let zoned = TableDef {
+            schema: Schema::new(vec![Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            )]),
+            ..def.clone()
+        };
+        for b in [
+            batch(vec![("ts", ts(vec![Some(5)]))]),
+            batch(vec![("ts", utc(5, "Asia/Tokyo"))]),
+        ] {
+            let c = conform(&zoned, &b).unwrap();
+            assert_eq!(c.column(0).data_type(), zoned.schema.field(0).data_type());
+            assert_eq!(
+                c.column(0)
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(0),
+                5
+            );
+            assert_eq!(c.column(0).len(), 1);
+        }
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl Drop for ShardHandle {
 }
 
 impl ShardHandle {
+    /// Stop the writer task at its next await point (a crash, for simulations).
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+
     /// Ask the writer to commit pending appends and flush its memtable; waits for the commit.
     pub(crate) async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -191,6 +196,26 @@ struct Shard {
     stats: Arc<ShardStats>,
     fenced: Option<String>,
     flush_retry_at: Option<Instant>,
+    /// Attempts of this writer's WAL PUTs so far (see `WalHeader::attempt`).
+    attempts: u64,
+    /// A sequence whose PUT failed with an unknown outcome and could not be settled yet:
+    /// it is never reused; the next write first finds out what it holds.
+    unsettled: Option<Unsettled>,
+}
+
+/// A WAL slot this writer tried to fill without learning whether it did.
+struct Unsettled {
+    seq: u64,
+    /// Our attempts at that slot (the entry's own, and empty "void" entries).
+    attempts: Vec<u64>,
+}
+
+/// What a WAL slot holds, once known.
+enum Slot {
+    /// The entry of one of our attempts in `Unsettled::attempts` (found by its number).
+    Ours(u64, wal::WalEntry),
+    /// Someone else's entry (an older writer's, or a newer writer's fence).
+    Other(wal::WalEntry),
 }
 
 /// Open (recover) a shard writer and start its task.
@@ -213,6 +238,8 @@ pub(crate) async fn open(env: ShardEnv, table: &str, shard: u32) -> Result<Shard
         stats: Arc::clone(&stats),
         fenced: None,
         flush_retry_at: None,
+        attempts: 0,
+        unsettled: None,
         env,
     };
     s.replay().await?;
@@ -228,6 +255,18 @@ pub(crate) async fn open(env: ShardEnv, table: &str, shard: u32) -> Result<Shard
     let (tx, rx) = mpsc::channel(1024);
     let task = tokio::spawn(s.run(rx));
     Ok(ShardHandle { tx, stats, task })
+}
+
+impl Drop for Shard {
+    /// However the writer ends (shutdown, fencing, its handle dropped and its task aborted),
+    /// the bytes it still holds go back to the node's budget.
+    fn drop(&mut self) {
+        let held = self.stats.buffered.swap(0, Ordering::AcqRel);
+        if held > 0 {
+            self.env.budget.release(held);
+            self.env.metrics.buffered_bytes.sub(held as i64);
+        }
+    }
 }
 
 impl Shard {
@@ -440,32 +479,11 @@ impl Shard {
             }
             return;
         }
-        // Idempotent producers: drop what was already applied.
-        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-        let mut live = Vec::with_capacity(group.len());
-        for p in group {
-            if let Some((id, seq)) = &p.producer {
-                let applied = self.producers.get(id).copied().max(seen.get(id).copied());
-                if applied.is_some_and(|a| *seq <= a) {
-                    self.env.metrics.duplicates.inc();
-                    self.sub_buffered(p.bytes);
-                    if let Some(r) = p.reply {
-                        let _ = r.send(Ok(AppendAck {
-                            first_offset: 0,
-                            last_offset: 0,
-                            duplicate: true,
-                        }));
-                    }
-                    continue;
-                }
-                seen.insert(id.clone(), *seq);
-            }
-            live.push(p);
-        }
+        let mut live = group;
+        self.drop_applied(&mut live);
         if live.is_empty() {
             return;
         }
-        let mut live = live;
         match self.commit_entry(&mut live).await {
             Ok(first) => {
                 let mut off = first;
@@ -489,13 +507,15 @@ impl Shard {
                 }
             }
             Err(e) => {
-                let msg = e.to_string();
-                let not_owner = matches!(e, Error::NotOwner(_));
+                // The error says whether anything may have been stored (see `commit_entry`).
                 for p in live {
-                    let e = if not_owner {
-                        Error::NotOwner(msg.clone())
-                    } else {
-                        Error::Unavailable(format!("WAL write failed, nothing was stored: {msg}"))
+                    let e = match &e {
+                        Error::NotOwner(m) => Error::NotOwner(m.clone()),
+                        Error::Unavailable(m) => Error::Unavailable(m.clone()),
+                        Error::OutcomeUnknown(m) => Error::OutcomeUnknown(m.clone()),
+                        other => Error::Unavailable(format!(
+                            "WAL write failed, nothing was stored: {other}"
+                        )),
                     };
                     self.fail(p, e);
                 }
@@ -505,7 +525,34 @@ impl Shard {
 
     /// Build and PUT the next WAL entry from `group`; returns its first offset. Entries of
     /// older writers found in the way are adopted, then the group is retried after them.
-    async fn commit_entry(&mut self, group: &mut [Pending]) -> Result<u64> {
+    /// Idempotent producers: answer "duplicate" to the writes whose sequence was already
+    /// applied (by this writer, or by an entry it adopted), and keep the rest.
+    fn drop_applied(&mut self, group: &mut Vec<Pending>) {
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut live = Vec::with_capacity(group.len());
+        for p in group.drain(..) {
+            if let Some((id, seq)) = &p.producer {
+                let applied = self.producers.get(id).copied().max(seen.get(id).copied());
+                if applied.is_some_and(|a| *seq <= a) {
+                    self.env.metrics.duplicates.inc();
+                    self.sub_buffered(p.bytes);
+                    if let Some(r) = p.reply {
+                        let _ = r.send(Ok(AppendAck {
+                            first_offset: 0,
+                            last_offset: 0,
+                            duplicate: true,
+                        }));
+                    }
+                    continue;
+                }
+                seen.insert(id.clone(), *seq);
+            }
+            live.push(p);
+        }
+        *group = live;
+    }
+
+    async fn commit_entry(&mut self, group: &mut Vec<Pending>) -> Result<u64> {
         // Schemas only grow (new nullable columns); store the group at the widest one.
         if let Some(widest) = group
             .iter()
@@ -515,7 +562,34 @@ impl Shard {
         {
             self.stored_schema = with_offset_column(&widest);
         }
+        // A slot left unsettled by an earlier failure is settled first: its sequence is
+        // never reused, and whatever landed there is adopted.
+        if let Some(u) = self.unsettled.take() {
+            let path = paths::wal_entry(&self.table, self.shard, u.seq);
+            let mut attempts = u.attempts;
+            match self.settle(&path, u.seq, &mut attempts).await {
+                Some(slot) => self.take_slot(u.seq, slot)?,
+                None => {
+                    self.unsettled = Some(Unsettled {
+                        seq: u.seq,
+                        attempts,
+                    });
+                    return Err(Error::Unavailable(
+                        "the object store does not answer (an earlier WAL write is still \
+                         unsettled); nothing of this write was stored"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        let had_writes = !group.is_empty();
         loop {
+            // Entries adopted so far (an unsettled slot, an older writer's entries) may hold
+            // some of these writes already: never store a producer's sequence twice.
+            self.drop_applied(group);
+            if had_writes && group.is_empty() {
+                return Ok(self.next_offset);
+            }
             let first = self.next_offset;
             let mut batches = Vec::with_capacity(group.len());
             let mut producers = BTreeMap::new();
@@ -533,6 +607,7 @@ impl Shard {
                 off += n;
             }
             let rows = off - first;
+            self.attempts += 1;
             let header = WalHeader {
                 epoch: self.epoch,
                 writer: self.env.writer_id.clone(),
@@ -540,6 +615,7 @@ impl Shard {
                 first_offset: first,
                 rows,
                 producers: producers.clone(),
+                attempt: self.attempts,
             };
             let body = wal::encode(&header, &self.stored_schema, &batches)?;
             let path = paths::wal_entry(&self.table, self.shard, self.next_seq);
@@ -556,32 +632,35 @@ impl Shard {
                 .metrics
                 .wal_commit
                 .observe(started.elapsed().as_secs_f64());
-            let landed = match put {
-                Ok(_) => true,
-                Err(e) => match self.read_entry(&path).await {
-                    // Our own entry: the PUT landed but its response was lost.
-                    Some(existing)
-                        if existing.header.writer == self.env.writer_id
-                            && existing.header.seq == header.seq =>
-                    {
-                        true
+            if let Err(e) = put {
+                // The PUT failed, or its response was lost, or it may still land later.
+                // Find out what the slot holds; never write this sequence again blindly.
+                let seq = self.next_seq;
+                let mut attempts = vec![header.attempt];
+                match self.settle(&path, seq, &mut attempts).await {
+                    // This attempt's entry: the PUT landed but its response was lost.
+                    Some(Slot::Ours(a, _)) if a == header.attempt => {}
+                    Some(Slot::Ours(_, void)) => {
+                        // Our empty entry took the slot: this write was not stored.
+                        self.adopt(seq, void)?;
+                        return Err(Error::Unavailable(format!(
+                            "WAL write failed, nothing was stored: {e}"
+                        )));
                     }
-                    Some(existing) if existing.header.epoch > self.epoch => {
-                        let err = self.fence_error(existing.header.epoch);
-                        self.fenced = Some(err.to_string());
-                        self.stats.fenced.store(true, Ordering::Release);
-                        return Err(err);
-                    }
-                    Some(existing) => {
-                        // An older writer's acknowledged entry: keep it and go after it.
-                        let seq = self.next_seq;
-                        self.adopt(seq, existing)?;
+                    Some(Slot::Other(existing)) => {
+                        self.take_slot(seq, Slot::Other(existing))?;
                         continue;
                     }
-                    None => return Err(Error::Unavailable(e.to_string())),
-                },
-            };
-            debug_assert!(landed);
+                    None => {
+                        self.unsettled = Some(Unsettled { seq, attempts });
+                        return Err(Error::OutcomeUnknown(format!(
+                            "the WAL write failed and the object store does not answer ({e}); \
+                             it may still be stored: retry with the same producer id and \
+                             sequence to apply it exactly once"
+                        )));
+                    }
+                }
+            }
             let bytes: usize = batches.iter().map(crate::schema::batch_bytes).sum();
             let was = group.iter().map(|p| p.bytes).sum::<usize>();
             // Account the stored (offset-carrying) size instead of the request size.
@@ -610,10 +689,84 @@ impl Shard {
         }
     }
 
-    async fn read_entry(&self, path: &object_store::path::Path) -> Option<wal::WalEntry> {
-        let r = self.store().get(path).await.ok()?;
-        let bytes = r.bytes().await.ok()?;
-        wal::decode(&bytes).ok()
+    /// Learn what the WAL slot `seq` holds after a PUT whose outcome is unknown: read it
+    /// back, and if it is empty, fill it with an empty entry of ours (create-only), so that
+    /// a PUT still on its way can no longer land. `attempts` are our attempts at the slot
+    /// (voids are added). `None` when the store does not answer within a few tries.
+    async fn settle(
+        &mut self,
+        path: &object_store::path::Path,
+        seq: u64,
+        attempts: &mut Vec<u64>,
+    ) -> Option<Slot> {
+        const TRIES: u32 = 4;
+        for i in 0..TRIES {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(20 << i)).await;
+            }
+            let read = match self.store().get(path).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(bytes) => {
+                    let Ok(entry) = wal::decode(&bytes) else {
+                        // A torn or foreign object: nothing we can adopt; try again.
+                        continue;
+                    };
+                    let h = &entry.header;
+                    if h.writer == self.env.writer_id
+                        && h.seq == seq
+                        && let Some(&a) = attempts.iter().find(|&&a| a == h.attempt)
+                    {
+                        return Some(Slot::Ours(a, entry));
+                    }
+                    return Some(Slot::Other(entry));
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.attempts += 1;
+                    let void = WalHeader {
+                        epoch: self.epoch,
+                        writer: self.env.writer_id.clone(),
+                        seq,
+                        first_offset: self.next_offset,
+                        rows: 0,
+                        producers: BTreeMap::new(),
+                        attempt: self.attempts,
+                    };
+                    attempts.push(void.attempt);
+                    let Ok(body) = wal::encode(&void, &self.stored_schema, &[]) else {
+                        return None;
+                    };
+                    // Whatever this returns, the next read tells what the slot holds.
+                    let _ = self
+                        .store()
+                        .put_opts(
+                            path,
+                            PutPayload::from(body),
+                            PutOptions::from(PutMode::Create),
+                        )
+                        .await;
+                }
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Take a settled slot that is not this attempt's entry: adopt an entry of ours or of
+    /// an older writer (it may have been acknowledged), stop at a newer writer's.
+    fn take_slot(&mut self, seq: u64, slot: Slot) -> Result<()> {
+        let entry = match slot {
+            Slot::Ours(_, e) | Slot::Other(e) => e,
+        };
+        if entry.header.epoch > self.epoch {
+            let err = self.fence_error(entry.header.epoch);
+            self.fenced = Some(err.to_string());
+            self.stats.fenced.store(true, Ordering::Release);
+            return Err(err);
+        }
+        self.adopt(seq, entry)
     }
 
     fn should_flush(&self) -> bool {
@@ -683,6 +836,36 @@ impl Shard {
                 self.flush_retry_at = None;
             }
             Ok(Err(f)) => {
+                if let Error::Storage(strata_storage::Error::AlreadyFlushed {
+                    flushed_wal_seq,
+                    ..
+                }) = &f.error
+                {
+                    // Entries below the committed floor are in a segment already: drop them
+                    // (GC deletes their WAL objects) and flush the rest at once.
+                    let floor = *flushed_wal_seq;
+                    let (done, rest): (Vec<MemEntry>, Vec<MemEntry>) =
+                        f.entries.into_iter().partition(|e| e.seq < floor);
+                    let released: usize = done.iter().map(|e| e.bytes).sum();
+                    self.sub_buffered(released);
+                    self.flushed_wal_seq = self.flushed_wal_seq.max(floor);
+                    tracing::info!(
+                        table = self.table,
+                        shard = self.shard,
+                        floor,
+                        "an earlier flush commit had landed; not committing its rows again"
+                    );
+                    let mut entries = rest;
+                    let bytes: usize = entries.iter().map(|e| e.bytes).sum();
+                    entries.append(&mut self.memtable);
+                    self.memtable = entries;
+                    self.memtable_bytes += bytes;
+                    if !self.memtable.is_empty() {
+                        self.oldest.get_or_insert_with(Instant::now);
+                    }
+                    self.flush_retry_at = None;
+                    return;
+                }
                 if let Error::Storage(strata_storage::Error::Fenced { current, .. }) = &f.error {
                     let e = self.fence_error(*current);
                     self.fenced = Some(e.to_string());
@@ -786,11 +969,22 @@ impl FlushJob {
                 created_at_ms: chrono_ms(),
             })
         };
-        let (shard, epoch, upto) = (self.shard, self.epoch, self.upto_seq);
+        let (shard, epoch, from, upto) = (self.shard, self.epoch, self.from_seq, self.upto_seq);
+        let table = self.table.clone();
         self.catalog
             .commit(&self.table, |m| {
                 m.check_epoch(shard, epoch)?;
                 let st = m.shard_mut(shard)?;
+                // Only this writer moves its shard's floor. Past where this flush started, an
+                // earlier commit of ours whose outcome was unknown did land: committing again
+                // would store its rows twice.
+                if st.flushed_wal_seq > from {
+                    return Err(strata_storage::Error::AlreadyFlushed {
+                        table: table.clone(),
+                        shard,
+                        flushed_wal_seq: st.flushed_wal_seq,
+                    });
+                }
                 st.flushed_wal_seq = st.flushed_wal_seq.max(upto);
                 if let Some(seg) = &segment {
                     st.flushed_offset = st.flushed_offset.max(seg.max_offset + 1);

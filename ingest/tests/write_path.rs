@@ -277,3 +277,34 @@ async fn backpressure_refuses_writes_over_the_node_budget() {
     n.write(write("logs", batch(0, 10))).await.unwrap();
     let _ = Durability::Buffered;
 }
+
+/// A shard writer that ends without flushing (its handle dropped, its task aborted: what a
+/// crash or fencing does) gives its buffered bytes back to the node's budget.
+#[tokio::test]
+async fn writers_that_stop_release_their_budget() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let n = node(Arc::clone(&store), fast());
+    n.write(write("budget", batch(0, 500))).await.unwrap();
+    let (held, _) = n.buffered();
+    assert!(held > 0, "acknowledged rows sit in memtables until a flush");
+    n.kill().await;
+    let mut released = false;
+    for _ in 0..100 {
+        if n.buffered().0 == 0 {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        released,
+        "{} bytes still held after every writer stopped",
+        n.buffered().0
+    );
+    // The rows were durable: another node replays them.
+    let again = node(store, fast());
+    again.recover().await.unwrap();
+    again.flush_all().await.unwrap();
+    assert_eq!(again.buffered().0, 0, "nothing held once flushed");
+    assert_eq!(all_values(again.catalog(), "budget").await.len(), 500);
+}
