@@ -51,6 +51,22 @@ pub struct QueryConfig {
     pub spill_dir: Option<PathBuf>,
     /// Bound on spill files per node. Default: 16 GiB.
     pub max_spill_bytes: u64,
+    /// Memory all queries of the node may hold together, whatever their tenants; each
+    /// query also stays within [`Self::memory_limit_bytes`]. Default: 2 GiB.
+    pub node_memory_bytes: usize,
+    /// Worker threads of the pool queries run on, apart from the threads serving gRPC,
+    /// HTTP and ingest; 0 means one per CPU core. Default: 0.
+    pub threads: usize,
+    /// A join with no join condition whose inputs' row estimates multiply past this is
+    /// refused at planning (`ResourceExhausted`); 0 turns the check off.
+    /// Default: 1,000,000,000.
+    pub max_cross_join_rows: u64,
+    /// Rows a query may return; past it the result fails with `ResourceExhausted` (add a
+    /// `LIMIT`). 0: no limit. Default: 10,000,000.
+    pub max_result_rows: u64,
+    /// Bytes (Arrow, in memory) a query may return; past it the result fails with
+    /// `ResourceExhausted`. 0: no limit. Default: 2 GiB.
+    pub max_result_bytes: u64,
 }
 
 impl Default for QueryConfig {
@@ -71,6 +87,11 @@ impl Default for QueryConfig {
             manifest_ttl: Duration::from_millis(100),
             spill_dir: None,
             max_spill_bytes: 16 << 30,
+            node_memory_bytes: 2 << 30,
+            threads: 0,
+            max_cross_join_rows: 1_000_000_000,
+            max_result_rows: 10_000_000,
+            max_result_bytes: 2 << 30,
         }
     }
 }

@@ -3,9 +3,14 @@
 //! Per query: admission (a semaphore; over the cap wait [`QueryConfig::admission_wait`],
 //! then `ResourceExhausted`), parse + confinement, a fresh `SessionState` whose `strata`
 //! catalog resolves tables lazily, planning (re-planned, up to 5 times, if the manifest turned out
-//! stale), and execution with a per-query memory pool under a deadline. Shared by all
-//! queries: the data cache, DataFusion's Parquet metadata cache, the object-store registry
-//! and the spill manager (one `RuntimeEnv`).
+//! stale), and execution with a per-query memory pool under a deadline. Planning and
+//! execution run on the node's [`QueryRuntime`], never on the caller's runtime; the result
+//! crosses back through a bounded channel (see [`crate::stream`]).
+//!
+//! Shared by all engines of a node ([`NodeResources`], whatever the number of tenants): the
+//! query runtime, the admission cap, the node's query memory, the decoded-WAL cache,
+//! DataFusion's Parquet metadata cache and the spill manager. Per engine: its catalog and
+//! object store.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use datafusion::catalog::{
 use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{MemoryPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -39,11 +44,13 @@ use crate::config::QueryConfig;
 use crate::confine;
 use crate::error::{Error, Result, is_stale_manifest};
 use crate::manifests::ManifestCache;
+use crate::memory::QueryMemoryPool;
+use crate::runtime::QueryRuntime;
 use crate::schema_provider::{CATALOG_NAME, SCHEMA_NAME, StrataSchema};
 use crate::store_registry::SingleStoreRegistry;
-use crate::stream::GuardedStream;
+use crate::stream::{GuardedStream, ResultLimits};
 use crate::table::ScanEnv;
-use crate::wal_source::WalCache;
+use crate::wal_source::{WalCache, WalListings};
 
 /// URL under which the cached bucket is registered in DataFusion.
 pub const STORE_URL: &str = "strata://data/";
@@ -104,8 +111,126 @@ struct Inner {
     store_url: ObjectStoreUrl,
     runtime: Arc<RuntimeEnv>,
     template: SessionState,
-    admission: Arc<Semaphore>,
+    /// This engine's view of the node's decoded-WAL cache.
     wal_cache: WalCache,
+    wal_listings: Arc<WalListings>,
+    node: NodeResources,
+}
+
+/// What every query engine of a node shares, so that a node's threads, memory and caches
+/// stay within its configuration whatever the number of tenants. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeResources {
+    runtime: QueryRuntime,
+    admission: Arc<Semaphore>,
+    max_concurrent: usize,
+    memory: Arc<dyn MemoryPool>,
+    wal_cache: WalCache,
+    /// Disk manager (spill) and cache manager (Parquet metadata) of every engine.
+    env: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for NodeResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeResources")
+            .field("runtime", &self.runtime)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("memory_reserved", &self.memory.reserved())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeResources {
+    /// Start the query runtime and size the node-wide pools from `config`.
+    pub fn new(config: &QueryConfig) -> Result<Self> {
+        let runtime = QueryRuntime::new(config.threads)
+            .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
+        let disk = match &config.spill_dir {
+            Some(dir) => DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
+                .with_max_temp_directory_size(config.max_spill_bytes),
+            None => DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        };
+        let env = RuntimeEnvBuilder::new()
+            .with_disk_manager_builder(disk)
+            .with_metadata_cache_limit(config.metadata_cache_bytes)
+            .build_arc()?;
+        let max_concurrent = config.max_concurrent_queries.max(1);
+        Ok(Self {
+            runtime,
+            admission: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            memory: crate::memory::node_pool(config.node_memory_bytes),
+            wal_cache: WalCache::new(config.wal_cache_bytes),
+            env,
+        })
+    }
+
+    /// The pool queries run on.
+    pub fn runtime(&self) -> &QueryRuntime {
+        &self.runtime
+    }
+
+    /// Bytes all running queries of the node hold.
+    pub fn memory_reserved(&self) -> usize {
+        self.memory.reserved()
+    }
+
+    /// Queries running (or planning) now.
+    pub fn running_queries(&self) -> usize {
+        self.max_concurrent - self.admission.available_permits()
+    }
+
+    /// Export the node's query memory and running queries as gauges
+    /// (`strata_query_memory_reserved_bytes`, `strata_queries_running`), read at scrape time.
+    pub fn register_metrics(&self, registry: &Registry) -> Result<()> {
+        let collector = ResourceGauges::new(self.clone())
+            .map_err(|e| Error::Internal(format!("query metrics: {e}")))?;
+        registry
+            .register(Box::new(collector))
+            .map_err(|e| Error::Internal(format!("query metrics: {e}")))
+    }
+}
+
+/// Gauges of [`NodeResources`], set from the live values whenever they are collected.
+struct ResourceGauges {
+    node: NodeResources,
+    memory: prometheus::IntGauge,
+    running: prometheus::IntGauge,
+}
+
+impl ResourceGauges {
+    fn new(node: NodeResources) -> prometheus::Result<Self> {
+        Ok(Self {
+            node,
+            memory: prometheus::IntGauge::new(
+                "strata_query_memory_reserved_bytes",
+                "Bytes held by running queries (all tenants) of this node",
+            )?,
+            running: prometheus::IntGauge::new(
+                "strata_queries_running",
+                "Queries admitted and not yet finished on this node",
+            )?,
+        })
+    }
+}
+
+impl prometheus::core::Collector for ResourceGauges {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.memory.desc();
+        d.extend(self.running.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.memory
+            .set(i64::try_from(self.node.memory_reserved()).unwrap_or(i64::MAX));
+        self.running
+            .set(i64::try_from(self.node.running_queries()).unwrap_or(i64::MAX));
+        let mut m = self.memory.collect();
+        m.extend(self.running.collect());
+        m
+    }
 }
 
 impl QueryEngine {
@@ -121,7 +246,8 @@ impl QueryEngine {
         )
         .await?;
         let data: Arc<dyn ObjectStore> = Arc::new(cache.clone());
-        Self::build(catalog, config, data, Some(cache))
+        let node = NodeResources::new(&config)?;
+        Self::build(catalog, config, data, Some(cache), node)
     }
 
     /// An engine that reads everything through `catalog.store()` as it is, with no cache of
@@ -129,8 +255,19 @@ impl QueryEngine {
     /// build each catalog over the cached store, or over a `PrefixStore` of it, so cache
     /// keys are full bucket paths.
     pub fn with_store(catalog: Catalog, config: QueryConfig) -> Result<Self> {
+        let node = NodeResources::new(&config)?;
+        Self::with_resources(catalog, config, node)
+    }
+
+    /// Like [`Self::with_store`], sharing `node`'s runtime, limits and caches with the other
+    /// engines built over it (one per tenant on a node).
+    pub fn with_resources(
+        catalog: Catalog,
+        config: QueryConfig,
+        node: NodeResources,
+    ) -> Result<Self> {
         let data = Arc::clone(catalog.store());
-        Self::build(catalog, config, data, None)
+        Self::build(catalog, config, data, None, node)
     }
 
     fn build(
@@ -138,36 +275,75 @@ impl QueryEngine {
         config: QueryConfig,
         data: Arc<dyn ObjectStore>,
         cache: Option<CachedStore>,
+        node: NodeResources,
     ) -> Result<Self> {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        let disk = match &config.spill_dir {
-            Some(dir) => DiskManagerBuilder::default()
-                .with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
-                .with_max_temp_directory_size(config.max_spill_bytes),
-            None => DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        };
-        let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(SingleStoreRegistry::new(
+        let runtime = Arc::new(RuntimeEnv {
+            object_store_registry: Arc::new(SingleStoreRegistry::new(
                 store_url.as_ref(),
                 Arc::clone(&data),
-            )))
-            .with_disk_manager_builder(disk)
-            .with_metadata_cache_limit(config.metadata_cache_bytes)
-            .build_arc()?;
+            )),
+            ..node.env.as_ref().clone()
+        });
         let template = session_template(&config, Arc::clone(&runtime));
         Ok(Self {
             inner: Arc::new(Inner {
                 manifests: Arc::new(ManifestCache::new(catalog, config.manifest_ttl)),
-                admission: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
-                wal_cache: WalCache::new(config.wal_cache_bytes),
+                wal_cache: node.wal_cache.scoped(),
+                wal_listings: Arc::new(WalListings::new(config.manifest_ttl)),
                 config,
                 cache,
                 store: data,
                 store_url,
                 runtime,
                 template,
+                node,
             }),
         })
+    }
+
+    /// A write to `table` was acknowledged in this process: the next query lists its WAL
+    /// again instead of reusing a listing (read-your-writes in one process; across
+    /// processes, writes are seen within [`QueryConfig::manifest_ttl`]).
+    pub fn note_write(&self, table: &str) {
+        self.inner.wal_listings.invalidate_table(table);
+    }
+
+    /// The state of `table` queries see now: its name, manifest version and, per shard,
+    /// the sequence after its newest WAL entry (its floor if none), from the same manifest
+    /// and listings the next query uses (so keying results on it costs no extra requests).
+    /// `None` if there is no such table, or a flush is moving it (do not cache then).
+    pub async fn table_state(&self, table: &str) -> Result<Option<(String, u64, Vec<(u32, u64)>)>> {
+        let Some(m) = self.inner.manifests.get(table).await? else {
+            return Ok(None);
+        };
+        let shards: Vec<u32> = (0..m.table.num_shards).collect();
+        let listed = match crate::wal_source::checked_listings(
+            &self.inner.store,
+            &self.inner.wal_listings,
+            self.inner.manifests.catalog(),
+            &m,
+            &shards,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(Error::StaleManifest(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let wal = listed
+            .iter()
+            .map(|(shard, l)| {
+                let floor = m.shards.get(shard).map_or(0, |s| s.flushed_wal_seq);
+                (*shard, l.last().map_or(floor, |(seq, _)| seq + 1))
+            })
+            .collect();
+        Ok(Some((m.table.name.clone(), m.version, wal)))
+    }
+
+    /// What this engine shares with the other engines of its node.
+    pub fn resources(&self) -> &NodeResources {
+        &self.inner.node
     }
 
     /// The data cache this engine opened ([`Self::new`]); `None` for [`Self::with_store`].
@@ -188,22 +364,64 @@ impl QueryEngine {
         }
     }
 
-    /// Plan and start `sql`. Batches stream as they are produced; the query holds its
-    /// admission slot and memory until the stream ends or is dropped.
+    /// Plan and start `sql` on the node's query runtime. Batches stream as they are
+    /// produced; the query holds its admission slot and memory until the stream ends or is
+    /// dropped. At the deadline the running plan is dropped (every operator stops and frees
+    /// its memory) and the stream ends with [`Error::DeadlineExceeded`].
     pub async fn execute(&self, sql: &str, ctx: &QueryContext) -> Result<QueryResult> {
-        let timeout = ctx.timeout.map_or(self.inner.config.query_timeout, |t| {
-            t.min(self.inner.config.query_timeout)
-        });
+        let config = &self.inner.config;
+        let timeout = ctx
+            .timeout
+            .map_or(config.query_timeout, |t| t.min(config.query_timeout));
         let deadline = Instant::now() + timeout;
         let permit = self.admit().await?;
         tracing::debug!(tenant = ctx.tenant.as_deref().unwrap_or("-"), sql, "query");
-        let stream = tokio::time::timeout_at(deadline, self.start(sql, ctx.params.as_deref()))
-            .await
-            .map_err(|_| Error::DeadlineExceeded(timeout))??;
-        let schema = stream.schema();
+        let limits = ResultLimits {
+            rows: config.max_result_rows,
+            bytes: config.max_result_bytes,
+        };
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let this = self.clone();
+        let sql = sql.to_string();
+        let params = ctx.params.clone();
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&finished);
+        let task = self.inner.node.runtime.handle().spawn(async move {
+            let _permit = permit;
+            let started =
+                tokio::time::timeout_at(deadline, this.start(&sql, params.as_deref())).await;
+            let stream = match started {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+                Err(_) => {
+                    let _ = started_tx.send(Err(Error::DeadlineExceeded(timeout)));
+                    return;
+                }
+            };
+            if started_tx.send(Ok(stream.schema())).is_err() {
+                return;
+            }
+            crate::stream::drive(stream, tx, deadline, timeout, limits, &done).await;
+        });
+        let abort = crate::stream::AbortOnDrop(task.abort_handle());
+        let schema = match tokio::time::timeout_at(deadline, started_rx).await {
+            Ok(Ok(started)) => started?,
+            Ok(Err(_)) => {
+                return Err(Error::Internal(
+                    "the query stopped while planning (see the node's log)".into(),
+                ));
+            }
+            Err(_) => return Err(Error::DeadlineExceeded(timeout)),
+        };
         Ok(QueryResult {
-            schema,
-            stream: Box::pin(GuardedStream::new(stream, deadline, timeout, permit)),
+            schema: Arc::clone(&schema),
+            stream: Box::pin(GuardedStream::new(
+                schema, rx, finished, abort, deadline, timeout,
+            )),
         })
     }
 
@@ -239,7 +457,7 @@ impl QueryEngine {
     }
 
     async fn admit(&self) -> Result<OwnedSemaphorePermit> {
-        let sem = Arc::clone(&self.inner.admission);
+        let sem = Arc::clone(&self.inner.node.admission);
         if let Ok(p) = Arc::clone(&sem).try_acquire_owned() {
             return Ok(p);
         }
@@ -247,8 +465,9 @@ impl QueryEngine {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(Error::Internal("the admission semaphore was closed".into())),
             Err(_) => Err(Error::ResourceExhausted(format!(
-                "{} queries are already running on this node; retry shortly",
-                self.inner.config.max_concurrent_queries
+                "{} queries are already running on this node (query.max_concurrent); retry \
+                 shortly",
+                self.inner.node.max_concurrent
             ))),
         }
     }
@@ -277,6 +496,7 @@ impl QueryEngine {
                     }
                     tracing::debug!(error = %e, attempt, "re-planning on a fresh manifest");
                     self.inner.manifests.invalidate_all();
+                    self.inner.wal_listings.invalidate_all();
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
                     attempt += 1;
                 }
@@ -334,6 +554,7 @@ impl QueryEngine {
             store_url: inner.store_url.clone(),
             catalog: inner.manifests.catalog().clone(),
             wal_cache: inner.wal_cache.clone(),
+            wal_listings: Arc::clone(&inner.wal_listings),
             now_micros,
         };
         let catalog = MemoryCatalogProvider::new();
@@ -351,7 +572,10 @@ impl QueryEngine {
     fn task_context(&self, state: &SessionState) -> Arc<TaskContext> {
         let top_consumers = NonZeroUsize::MIN.saturating_add(2);
         let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
-            GreedyMemoryPool::new(self.inner.config.memory_limit_bytes),
+            QueryMemoryPool::new(
+                Arc::clone(&self.inner.node.memory),
+                self.inner.config.memory_limit_bytes,
+            ),
             top_consumers,
         ));
         let runtime = RuntimeEnv {
@@ -379,6 +603,9 @@ fn session_template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionSt
     for rule in crate::rules::optimizer_rules() {
         builder = builder.with_optimizer_rule(rule);
     }
+    builder = builder.with_physical_optimizer_rule(Arc::new(crate::rules::GuardJoins {
+        max_cross_join_rows: config.max_cross_join_rows,
+    }));
     builder
         .with_config(session)
         .with_runtime_env(runtime)

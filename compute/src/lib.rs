@@ -13,11 +13,14 @@
 //!    │    └─ StrataTable   one manifest version per table per query (TTL cache, 100 ms)
 //!    │         scan = Filter(deletes, retention)
 //!    │                  └─ Union( Parquet(pruned segments) , Memory(unflushed WAL rows) )
-//!    └─ execution          per-query memory pool, deadline, streaming results
+//!    └─ execution          on the node's query runtime (own threads), per-query memory
+//!                          within the node's, deadline, result limits, streaming results
 //!                          object store = CachedStore (foyer: memory → SSD → bucket)
 //! ```
 //!
-//! - [`engine`]: [`QueryEngine`], [`QueryContext`], [`QueryResult`].
+//! - [`engine`]: [`QueryEngine`], [`QueryContext`], [`QueryResult`], and
+//!   [`NodeResources`], what all engines of a node share.
+//! - [`runtime`]: [`QueryRuntime`], the threads queries run on.
 //! - [`cache`]: [`CachedStore`], the caching `ObjectStore` decorator.
 //! - `table`, `pruning`, `wal_source`: how one table is scanned.
 //! - `confine` and [`statement`]: what SQL is allowed, and routing of `CREATE TABLE` /
@@ -33,8 +36,10 @@ pub mod engine;
 pub mod error;
 mod functions;
 mod manifests;
+mod memory;
 mod pruning;
 mod rules;
+pub mod runtime;
 mod schema_provider;
 pub mod statement;
 mod store_registry;
@@ -49,7 +54,10 @@ mod tests;
 
 pub use cache::{CacheOptions, CacheTier, CachedStore};
 pub use config::QueryConfig;
-pub use engine::{QueryContext, QueryEngine, QueryResult, STORE_URL};
+pub use engine::{NodeResources, QueryContext, QueryEngine, QueryResult, STORE_URL};
 pub use error::{Error, ErrorKind, Result};
+pub use runtime::QueryRuntime;
 pub use schema_provider::{CATALOG_NAME, SCHEMA_NAME};
-pub use statement::{ColumnSpec, CreateTableSpec, StatementKind, parse_statement_kind};
+pub use statement::{
+    AlterChange, ColumnSpec, CreateTableSpec, StatementKind, parse_statement_kind,
+};

@@ -18,6 +18,18 @@
 //! ```
 //! Option keys are case-insensitive; values may be quoted or bare. Unknown keys are kept in
 //! [`CreateTableSpec::options`] for the engine to accept or refuse.
+//!
+//! Types: `TIMESTAMP(p) WITH TIME ZONE` (or `TIMESTAMPTZ`) is a UTC timestamp
+//! (`Timestamp(unit, "UTC")`, as pyarrow's `timestamp[us, tz=UTC]`); `BINARY(n)`,
+//! `VARBINARY`, `BYTEA` and `BLOB` are variable-length binary.
+//!
+//! # Other DDL
+//! ```sql
+//! DROP TABLE [IF EXISTS] logs                   -- gone at once; objects collected by GC
+//! TRUNCATE [TABLE] logs                         -- every row written before it is deleted
+//! ALTER TABLE logs ADD COLUMN [IF NOT EXISTS] region VARCHAR   -- always nullable
+//! ALTER TABLE logs SET (bloom_columns = 'request_id', retention = '30d')
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,8 +44,8 @@ use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSou
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::planner::{ParserOptions, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr as SqlExpr, FromTable, ObjectName, SqlOption, Statement, TableFactor,
-    Value,
+    AlterTable, AlterTableOperation, ColumnDef, CreateTableOptions, DataType as SqlDataType,
+    Expr as SqlExpr, FromTable, ObjectName, ObjectType, SqlOption, Statement, TableFactor, Value,
 };
 
 use crate::error::{Error, Result};
@@ -79,8 +91,35 @@ pub enum StatementKind {
         table: String,
         predicate_sql: Option<String>,
     },
+    /// `DROP TABLE [IF EXISTS] table`.
+    DropTable {
+        table: String,
+        if_exists: bool,
+    },
+    /// `TRUNCATE [TABLE] table`: a delete of every row written before it.
+    Truncate {
+        table: String,
+    },
+    /// `ALTER TABLE table ADD COLUMN ... / SET (...)`.
+    AlterTable {
+        table: String,
+        if_exists: bool,
+        changes: Vec<AlterChange>,
+    },
     /// Anything else (the query path will refuse it).
     Other,
+}
+
+/// One change of an `ALTER TABLE`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterChange {
+    /// A new column (nullable: rows written before it have none).
+    AddColumn {
+        column: ColumnSpec,
+        if_not_exists: bool,
+    },
+    /// A table option, key lower-cased, value unquoted (the same keys as `CREATE TABLE`).
+    SetOption { key: String, value: String },
 }
 
 /// Parse one statement and say what it is. Syntax errors are `InvalidArgument` with the
@@ -106,6 +145,38 @@ pub fn parse_statement_kind(sql: &str) -> Result<StatementKind> {
             | Statement::ShowFunctions { .. }
             | Statement::ShowVariable { .. } => StatementKind::Query,
             Statement::CreateTable(ct) => StatementKind::CreateTable(create_table(ct)?),
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                let [name] = names.as_slice() else {
+                    return Err(Error::InvalidArgument(
+                        "DROP TABLE takes exactly one table".into(),
+                    ));
+                };
+                StatementKind::DropTable {
+                    table: object_name(name),
+                    if_exists,
+                }
+            }
+            Statement::Truncate(t) => {
+                let [target] = t.table_names.as_slice() else {
+                    return Err(Error::InvalidArgument(
+                        "TRUNCATE takes exactly one table".into(),
+                    ));
+                };
+                if t.partitions.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "TRUNCATE ... PARTITION is not supported".into(),
+                    ));
+                }
+                StatementKind::Truncate {
+                    table: object_name(&target.name),
+                }
+            }
+            Statement::AlterTable(a) => alter_table(a)?,
             Statement::Delete(d) => {
                 let tables = match &d.from {
                     FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
@@ -153,11 +224,16 @@ fn object_name(name: &ObjectName) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
-fn create_table(ct: datafusion::sql::sqlparser::ast::CreateTable) -> Result<CreateTableSpec> {
-    if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
-        return Err(Error::InvalidArgument(
-            "CREATE TABLE ... AS / LIKE / CLONE is not supported; list the columns".into(),
-        ));
+/// Arrow columns of SQL column definitions.
+fn column_specs(mut columns: Vec<ColumnDef>) -> Result<Vec<ColumnSpec>> {
+    for c in &mut columns {
+        // Every binary spelling is variable-length binary (a 16-byte id is a BINARY(16)).
+        if matches!(
+            c.data_type,
+            SqlDataType::Binary(_) | SqlDataType::Varbinary(_) | SqlDataType::Blob(_)
+        ) {
+            c.data_type = SqlDataType::Bytea;
+        }
     }
     let provider = NoTables::default();
     let planner = SqlToRel::new_with_options(
@@ -167,19 +243,92 @@ fn create_table(ct: datafusion::sql::sqlparser::ast::CreateTable) -> Result<Crea
             ..ParserOptions::default()
         },
     );
-    let schema = planner.build_schema(ct.columns).map_err(Error::from)?;
+    let schema = planner.build_schema(columns).map_err(Error::from)?;
+    Ok(schema
+        .fields()
+        .iter()
+        .map(|f| ColumnSpec {
+            name: f.name().clone(),
+            data_type: f.data_type().clone(),
+            nullable: f.is_nullable(),
+        })
+        .collect())
+}
+
+fn alter_table(a: AlterTable) -> Result<StatementKind> {
+    let mut changes = Vec::new();
+    for op in a.operations {
+        match op {
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                column_position: None,
+                ..
+            } => {
+                let [mut column] = <[ColumnSpec; 1]>::try_from(column_specs(vec![column_def])?)
+                    .map_err(|_| Error::Internal("one column expected".into()))?;
+                if !column.nullable {
+                    return Err(Error::InvalidArgument(format!(
+                        "column `{}`: an added column must be nullable (rows written before it have no value)",
+                        column.name
+                    )));
+                }
+                column.nullable = true;
+                changes.push(AlterChange::AddColumn {
+                    column,
+                    if_not_exists,
+                });
+            }
+            AlterTableOperation::SetOptionsParens { options }
+            | AlterTableOperation::SetTblProperties {
+                table_properties: options,
+            } => {
+                for (key, value) in key_values(options)? {
+                    changes.push(AlterChange::SetOption { key, value });
+                }
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "ALTER TABLE supports `ADD COLUMN name type` and `SET (key = value, ...)`, not `{other}`"
+                )));
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Err(Error::InvalidArgument("ALTER TABLE without changes".into()));
+    }
+    Ok(StatementKind::AlterTable {
+        table: object_name(&a.name),
+        if_exists: a.if_exists,
+        changes,
+    })
+}
+
+/// `key = value` options, keys lower-cased, values unquoted.
+fn key_values(options: Vec<SqlOption>) -> Result<Vec<(String, String)>> {
+    options
+        .into_iter()
+        .map(|o| match o {
+            SqlOption::KeyValue { key, value } => {
+                Ok((key.value.to_ascii_lowercase(), option_value(&value)))
+            }
+            other => Err(Error::InvalidArgument(format!(
+                "unsupported table option `{other}`; use key = value"
+            ))),
+        })
+        .collect()
+}
+
+fn create_table(ct: datafusion::sql::sqlparser::ast::CreateTable) -> Result<CreateTableSpec> {
+    if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
+        return Err(Error::InvalidArgument(
+            "CREATE TABLE ... AS / LIKE / CLONE is not supported; list the columns".into(),
+        ));
+    }
     let mut spec = CreateTableSpec {
         name: object_name(&ct.name),
         if_not_exists: ct.if_not_exists,
-        columns: schema
-            .fields()
-            .iter()
-            .map(|f| ColumnSpec {
-                name: f.name().clone(),
-                data_type: f.data_type().clone(),
-                nullable: f.is_nullable(),
-            })
-            .collect(),
+        columns: column_specs(ct.columns)?,
         ..CreateTableSpec::default()
     };
     let options = match ct.table_options {
@@ -189,15 +338,7 @@ fn create_table(ct: datafusion::sql::sqlparser::ast::CreateTable) -> Result<Crea
         | CreateTableOptions::Plain(o)
         | CreateTableOptions::TableProperties(o) => o,
     };
-    for o in options {
-        let SqlOption::KeyValue { key, value } = o else {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported table option `{o}`; use key = value"
-            )));
-        };
-        spec.options
-            .insert(key.value.to_ascii_lowercase(), option_value(&value));
-    }
+    spec.options.extend(key_values(options)?);
     for (k, v) in &spec.options {
         match k.as_str() {
             "time_column" => spec.time_column = Some(v.clone()),
@@ -236,7 +377,7 @@ fn option_value(v: &SqlExpr) -> String {
 }
 
 /// `'7d'`, `'12h'`, `'90s'`, `'2w'` (humantime), or a number of seconds.
-fn parse_retention(v: &str) -> Result<Duration> {
+pub fn parse_retention(v: &str) -> Result<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -247,10 +388,18 @@ fn parse_retention(v: &str) -> Result<Duration> {
     })
 }
 
-/// Just enough of a planner context to convert column types.
-#[derive(Debug, Default)]
+/// Just enough of a planner context to convert column types. `WITH TIME ZONE` means UTC.
+#[derive(Debug)]
 struct NoTables {
     options: ConfigOptions,
+}
+
+impl Default for NoTables {
+    fn default() -> Self {
+        let mut options = ConfigOptions::default();
+        options.execution.time_zone = Some("UTC".to_string());
+        Self { options }
+    }
 }
 
 impl ContextProvider for NoTables {

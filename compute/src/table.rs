@@ -44,7 +44,7 @@ use strata_storage::{Catalog, DeleteRule, OFFSET_COLUMN, SegmentMeta, TableManif
 
 use crate::error::Error;
 use crate::pruning::ScanPruning;
-use crate::wal_source::{self, SHARD_COLUMN, WalCache};
+use crate::wal_source::{self, SHARD_COLUMN, WalCache, WalListings};
 
 /// Bytes read from the end of a segment in the first request (footer + page index).
 const METADATA_SIZE_HINT: usize = 64 << 10;
@@ -58,6 +58,8 @@ pub(crate) struct ScanEnv {
     pub(crate) catalog: Catalog,
     /// Decoded WAL entries, shared by all queries.
     pub(crate) wal_cache: WalCache,
+    /// WAL listings reused for the manifest TTL, shared by all queries of the engine.
+    pub(crate) wal_listings: Arc<WalListings>,
     /// "Now" for retention, fixed when the query started.
     pub(crate) now_micros: i64,
 }
@@ -329,6 +331,7 @@ impl TableProvider for StrataTable {
         let wal = wal_source::read_unflushed(
             &self.env.store,
             &self.env.wal_cache,
+            &self.env.wal_listings,
             &self.env.catalog,
             &self.manifest,
             &shards,

@@ -311,6 +311,7 @@ pub(crate) async fn write_wal(
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().map(|a| a.value(0)))
         .unwrap_or(0);
     let header = WalHeader {
+        attempt: 0,
         epoch: 1,
         writer: "test".into(),
         seq,

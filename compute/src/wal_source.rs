@@ -8,8 +8,16 @@
 //! a GET of a listed entry returns NotFound, or the listing starts above the floor (the
 //! first entries are already gone). Both are reported as [`Error::StaleManifest`] when the
 //! table really has a newer manifest, and the engine re-plans on it (up to 5 times).
+//!
+//! # Cost
+//! A listing checked against its manifest is reused for the manifest TTL
+//! ([`WalListings`]), keyed by the floor it was listed from: a burst of queries costs one
+//! LIST per shard per interval, as the manifest itself costs one poll, and a flush (which
+//! moves the floor) is seen as soon as the manifest is.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array};
 use arrow::datatypes::SchemaRef;
@@ -26,19 +34,81 @@ const WAL_FETCH_CONCURRENCY: usize = 8;
 /// so that no user column can clash with it.
 pub(crate) const SHARD_COLUMN: &str = "__strata_shard";
 
-/// A shard, its WAL floor, and the entries listed at or above it.
-type ShardListing = (u32, u64, Vec<(u64, ObjectMeta)>);
+/// WAL entries of one shard at or above a floor, ascending by sequence.
+pub(crate) type Listing = Arc<Vec<(u64, ObjectMeta)>>;
+
+/// (table, shard, floor).
+type ListingKey = (String, u32, u64);
+
+/// WAL listings by (table, shard, floor), reused for a TTL (the manifest TTL). One per
+/// engine: its paths are relative to the engine's store.
+#[derive(Debug)]
+pub(crate) struct WalListings {
+    ttl: Duration,
+    entries: parking_lot::Mutex<HashMap<ListingKey, (Instant, Listing)>>,
+}
+
+impl WalListings {
+    /// Listings kept at most; past it, expired ones are dropped (all, if none expired).
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: parking_lot::Mutex::default(),
+        }
+    }
+
+    fn get(&self, table: &str, shard: u32, floor: u64) -> Option<Listing> {
+        let entries = self.entries.lock();
+        let (at, listing) = entries.get(&(table.to_string(), shard, floor))?;
+        (at.elapsed() < self.ttl).then(|| Arc::clone(listing))
+    }
+
+    fn put(&self, table: &str, shard: u32, floor: u64, listing: Listing) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert((table.to_string(), shard, floor), (Instant::now(), listing));
+    }
+
+    /// Forget every listing (after a stale plan).
+    pub(crate) fn invalidate_all(&self) {
+        self.entries.lock().clear();
+    }
+
+    /// Forget the listings of `table` (a write to it was acknowledged in this process).
+    pub(crate) fn invalidate_table(&self, table: &str) {
+        self.entries
+            .lock()
+            .retain(|(t, _, _), _| !t.eq_ignore_ascii_case(table));
+    }
+}
 
 /// Decoded WAL entries by object path. WAL objects never change, so repeated queries over
 /// the same unflushed tail skip the Arrow IPC decode; entries age out (LRU by bytes) once
 /// a flush deletes their objects and nobody asks for them.
+///
+/// One cache serves every engine of a node; each engine sees it through its own namespace
+/// ([`Self::scoped`]), because tenants' object paths are relative to their prefix and the
+/// same path names different objects for two tenants.
 #[derive(Clone)]
-pub(crate) struct WalCache(foyer::Cache<String, Arc<Vec<RecordBatch>>>);
+pub(crate) struct WalCache {
+    cache: foyer::Cache<String, Arc<Vec<RecordBatch>>>,
+    namespace: u64,
+}
 
 impl WalCache {
     pub(crate) fn new(capacity_bytes: usize) -> Self {
-        Self(
-            foyer::CacheBuilder::new(capacity_bytes.max(1))
+        Self {
+            cache: foyer::CacheBuilder::new(capacity_bytes.max(1))
                 // Weighed by their data: the IPC reader decodes each message body into one
                 // allocation that all columns slice, which `get_array_memory_size` would
                 // count once per column, making the cache evict what it could hold.
@@ -46,7 +116,21 @@ impl WalCache {
                     k.len() + v.iter().map(strata_common::batch_bytes).sum::<usize>()
                 })
                 .build(),
-        )
+            namespace: 0,
+        }
+    }
+
+    /// The same cache, under a namespace no other call of `scoped` returns.
+    pub(crate) fn scoped(&self) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            cache: self.cache.clone(),
+            namespace: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn key(&self, location: &object_store::path::Path) -> String {
+        format!("{}/{location}", self.namespace)
     }
 }
 
@@ -61,36 +145,22 @@ impl std::fmt::Debug for WalCache {
 pub(crate) async fn read_unflushed(
     store: &Arc<dyn ObjectStore>,
     decoded: &WalCache,
+    listings: &WalListings,
     catalog: &Catalog,
     manifest: &TableManifest,
     shards: &[u32],
     target: &SchemaRef,
 ) -> Result<Vec<(u32, RecordBatch)>> {
     let table = manifest.table.name.as_str();
-    let listings: Vec<ShardListing> = futures::stream::iter(shards.iter().copied())
-        .map(|shard| async move {
-            let floor = manifest.shards.get(&shard).map_or(0, |s| s.flushed_wal_seq);
-            let listed = wal::list(store.as_ref(), table, shard, floor).await?;
-            Ok::<_, Error>((shard, floor, listed))
-        })
-        .buffered(WAL_FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
-    // Sequence numbers are consecutive from the floor; a listing that is empty or starts
-    // higher may mean a flush removed entries after this manifest was read.
-    let gap = listings
+    let listed = checked_listings(store, listings, catalog, manifest, shards).await?;
+    let entries: Vec<(u32, ObjectMeta)> = listed
         .iter()
-        .any(|(_, floor, listed)| listed.first().is_none_or(|(seq, _)| seq != floor));
-    if gap && floor_moved(catalog, manifest).await? {
-        return Err(Error::StaleManifest(table.to_string()));
-    }
-    let entries = listings
-        .into_iter()
-        .flat_map(|(shard, _, listed)| listed.into_iter().map(move |(_, meta)| (shard, meta)));
+        .flat_map(|(shard, l)| l.iter().map(move |(_, meta)| (*shard, meta.clone())))
+        .collect();
     let fetched: Vec<(u32, Arc<Vec<RecordBatch>>)> = futures::stream::iter(entries)
         .map(|(shard, meta)| async move {
-            let key = meta.location.to_string();
-            if let Some(hit) = decoded.0.get(&key) {
+            let key = decoded.key(&meta.location);
+            if let Some(hit) = decoded.cache.get(&key) {
                 return Ok((shard, Arc::clone(hit.value())));
             }
             let get = store.get(&meta.location).await;
@@ -106,7 +176,7 @@ pub(crate) async fn read_unflushed(
                 Err(e) => return Err(Error::ObjectStore(e)),
             };
             let batches = Arc::new(wal::decode(&bytes)?.batches);
-            decoded.0.insert(key, Arc::clone(&batches));
+            decoded.cache.insert(key, Arc::clone(&batches));
             Ok((shard, batches))
         })
         .buffered(WAL_FETCH_CONCURRENCY)
@@ -119,6 +189,51 @@ pub(crate) async fn read_unflushed(
         }
     }
     Ok(out)
+}
+
+/// The WAL entries of `shards` at or above `manifest`'s floors, reused from `listings`
+/// when listed within its TTL. Fails with [`Error::StaleManifest`] if a listing shows that a
+/// flush moved a floor after `manifest` was read.
+pub(crate) async fn checked_listings(
+    store: &Arc<dyn ObjectStore>,
+    listings: &WalListings,
+    catalog: &Catalog,
+    manifest: &TableManifest,
+    shards: &[u32],
+) -> Result<Vec<(u32, Listing)>> {
+    let table = manifest.table.name.as_str();
+    let floor_of = |shard: u32| manifest.shards.get(&shard).map_or(0, |s| s.flushed_wal_seq);
+    let mut listed: Vec<(u32, Listing)> = Vec::with_capacity(shards.len());
+    let mut missing = Vec::new();
+    for &shard in shards {
+        match listings.get(table, shard, floor_of(shard)) {
+            Some(l) => listed.push((shard, l)),
+            None => missing.push(shard),
+        }
+    }
+    let fresh: Vec<(u32, Listing)> = futures::stream::iter(missing)
+        .map(|shard| async move {
+            let l = wal::list(store.as_ref(), table, shard, floor_of(shard)).await?;
+            Ok::<_, Error>((shard, Arc::new(l)))
+        })
+        .buffered(WAL_FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    // Sequence numbers are consecutive from the floor; a listing that is empty or starts
+    // higher may mean a flush removed entries after this manifest was read. Only checked
+    // listings are kept for reuse.
+    let gap = fresh
+        .iter()
+        .any(|(shard, l)| l.first().is_none_or(|(seq, _)| *seq != floor_of(*shard)));
+    if gap && floor_moved(catalog, manifest).await? {
+        return Err(Error::StaleManifest(table.to_string()));
+    }
+    for (shard, l) in &fresh {
+        listings.put(table, *shard, floor_of(*shard), Arc::clone(l));
+    }
+    listed.extend(fresh);
+    listed.sort_unstable_by_key(|(shard, _)| *shard);
+    Ok(listed)
 }
 
 /// True if the table's newest manifest differs from `planned`.

@@ -6,9 +6,11 @@ use datafusion::logical_expr::Expr;
 use datafusion::optimizer::OptimizerRule;
 
 mod eager_agg;
+mod guard;
 mod last_row;
 
 pub(crate) use eager_agg::AggregateBeforeJoin;
+pub(crate) use guard::GuardJoins;
 pub(crate) use last_row::LastRowPerKey;
 
 /// Rules appended after DataFusion's default logical optimizer rules.

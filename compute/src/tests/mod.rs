@@ -1,5 +1,6 @@
 //! Query-path tests against `InMemory` stores and temporary folders.
 
+mod budget;
 mod cache;
 mod confinement;
 mod freshness;
