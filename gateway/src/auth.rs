@@ -8,6 +8,14 @@
 //! Tokens are compared as SHA-256 digests in constant time, and never appear in a message,
 //! a log line or a `Debug` output. With no tokens configured, auth is disabled and every
 //! caller is the default tenant with every scope.
+//!
+//! **Nodes behind gateways** ([`Authenticator::for_node`]): a gateway authenticates the
+//! client and calls compute and ingest nodes on its behalf, naming the tenant in
+//! `x-strata-tenant` and proving it is part of the cluster with the shared cluster secret in
+//! `x-strata-cluster-token` (see [`CLUSTER_TOKEN_HEADER`]). A node believes
+//! `x-strata-tenant` only from a caller holding the secret, and refuses it (UNAUTHENTICATED)
+//! from anyone else; with a secret configured it serves nobody else, unless that caller
+//! presents one of the node's own bearer tokens.
 
 use std::fmt;
 use std::path::Path;
@@ -193,15 +201,37 @@ struct Credential {
     scopes: u8,
 }
 
+/// A secret that no `Debug` output shows (the cluster secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Header carrying the cluster secret on calls from a gateway to its nodes.
+pub const CLUSTER_TOKEN_HEADER: &str = "x-strata-cluster-token";
+
+/// Header a gateway sets on calls to nodes: the tenant it authenticated.
+pub const TENANT_HEADER: &str = "x-strata-tenant";
+
 /// Checks credentials in request metadata against the configured tokens.
 pub struct Authenticator {
     credentials: Vec<Credential>,
+    /// Set on compute and ingest nodes: they take the tenant from the gateway's header.
+    node: bool,
+    /// Digest of the cluster secret, when one is configured.
+    cluster: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("tokens", &self.credentials.len())
+            .field("node", &self.node)
+            .field("cluster_secret", &self.cluster.map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -211,7 +241,26 @@ impl Authenticator {
     pub fn disabled() -> Self {
         Self {
             credentials: Vec::new(),
+            node: false,
+            cluster: None,
         }
+    }
+
+    /// Makes this the authenticator of a node behind gateways (see the module docs): the
+    /// tenant comes from `x-strata-tenant` on calls that carry `cluster_secret` in
+    /// [`CLUSTER_TOKEN_HEADER`]. `None` (no secret) makes the node refuse that header from
+    /// everyone, so only tenant-less calls (auth off) or the node's own tokens work.
+    pub fn for_node(mut self, cluster_secret: Option<&str>) -> Self {
+        self.node = true;
+        self.cluster = cluster_secret
+            .filter(|s| !s.is_empty())
+            .map(|s| digest(s.as_bytes()));
+        self
+    }
+
+    /// True for a node configured with a cluster secret.
+    pub fn has_cluster_secret(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Validates the configuration: each entry has exactly one of `token`/`token_sha256`,
@@ -246,7 +295,11 @@ impl Authenticator {
                 scopes,
             });
         }
-        Ok(Self { credentials })
+        Ok(Self {
+            credentials,
+            node: false,
+            cluster: None,
+        })
     }
 
     /// True when tokens are configured.
@@ -257,6 +310,11 @@ impl Authenticator {
     /// Identifies the caller from `authorization: Bearer <token>` (or `Basic
     /// base64(tenant:token)`). UNAUTHENTICATED when it is missing or wrong.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+        if self.node
+            && let Some(principal) = self.cluster_principal(metadata)?
+        {
+            return Ok(principal);
+        }
         if !self.is_enabled() {
             return Ok(Principal::all_scopes());
         }
@@ -306,6 +364,48 @@ impl Authenticator {
             }
         };
         Ok((principal, format!("Bearer {token}")))
+    }
+
+    /// On a node: the gateway's principal when the call carries the cluster secret;
+    /// `None` when the call is not from a gateway and may authenticate like any other.
+    fn cluster_principal(&self, metadata: &MetadataMap) -> Result<Option<Principal>, Status> {
+        let presented = metadata.get(CLUSTER_TOKEN_HEADER);
+        let tenant = metadata.get(TENANT_HEADER);
+        match (self.cluster, presented) {
+            (Some(secret), Some(token)) => {
+                if !constant_time_eq(&secret, &digest(token.as_bytes())) {
+                    return Err(unauthenticated(
+                        "invalid cluster token: the gateway's cluster.secret differs from this \
+                         node's",
+                    ));
+                }
+                let tenant = match tenant {
+                    None => None,
+                    Some(v) => match v.to_str() {
+                        Ok("") => None,
+                        Ok(t) => Some(t.to_string()),
+                        Err(_) => return Err(unauthenticated("x-strata-tenant is not ASCII")),
+                    },
+                };
+                Ok(Some(Principal {
+                    tenant,
+                    scopes: Scope::Admin.bit(),
+                }))
+            }
+            (None, Some(_)) => Err(unauthenticated(
+                "this node has no cluster.secret, so it accepts no cluster token; configure the \
+                 same secret on gateways and nodes",
+            )),
+            (_, None) if tenant.is_some() => Err(unauthenticated(
+                "x-strata-tenant is accepted only from the cluster's gateways, with the cluster \
+                 token (cluster.secret)",
+            )),
+            (Some(_), None) if !self.is_enabled() => Err(unauthenticated(
+                "this node serves the cluster's gateways only: send the cluster token \
+                 (cluster.secret), or query through a gateway",
+            )),
+            _ => Ok(None),
+        }
     }
 
     fn lookup(&self, token: &str, tenant: Option<&str>) -> Result<Principal, Status> {

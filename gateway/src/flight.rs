@@ -25,6 +25,8 @@ mod classify;
 mod context;
 mod encode;
 mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 mod limits;
 mod log;
@@ -87,9 +89,9 @@ pub struct FlightConfig {
     pub query_timeout_secs: Option<u64>,
     /// Rows a log read returns when its ticket sets no `max_rows`. Default: 100,000.
     pub log_default_max_rows: usize,
-    /// Take the caller's tenant from the `x-strata-tenant` header when auth is off. Set on
-    /// compute and ingest nodes, which only gateways may reach. Default: false.
-    pub trust_tenant_header: bool,
+    /// Log tails (`follow: true`) one tenant may hold open at once; more are refused with
+    /// RESOURCE_EXHAUSTED. Default: 64.
+    pub max_log_tails_per_tenant: usize,
 }
 
 impl Default for FlightConfig {
@@ -102,7 +104,7 @@ impl Default for FlightConfig {
             prepared_ttl_secs: 600,
             query_timeout_secs: None,
             log_default_max_rows: 100_000,
-            trust_tenant_header: false,
+            max_log_tails_per_tenant: 64,
         }
     }
 }
@@ -122,6 +124,9 @@ pub struct StrataFlightService {
     config: FlightConfig,
     prepared: PreparedStatements,
     sql_info: OnceLock<SqlInfoData>,
+    /// Open log tails per tenant.
+    tails:
+        parking_lot::Mutex<std::collections::HashMap<Option<String>, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl std::fmt::Debug for StrataFlightService {
@@ -146,6 +151,7 @@ impl StrataFlightService {
             prepared: prepared_map(&config),
             config,
             sql_info: OnceLock::new(),
+            tails: parking_lot::Mutex::default(),
         }
     }
 

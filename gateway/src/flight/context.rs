@@ -13,9 +13,6 @@ use crate::status::to_status;
 /// Header a client may set to correlate its request with server logs.
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Header a gateway sets on calls to nodes: the tenant it authenticated.
-pub(crate) const TENANT_HEADER: &str = "x-strata-tenant";
-
 /// An admitted call.
 #[derive(Debug, Clone)]
 pub(crate) struct CallContext {
@@ -50,16 +47,9 @@ impl StrataFlightService {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut caller = principal.caller(request_id(metadata));
-        // Nodes behind a gateway take the tenant the gateway authenticated (auth is off on
-        // nodes; they must only be reachable from gateways).
-        if self.config.trust_tenant_header
-            && caller.tenant.is_none()
-            && let Some(t) = metadata.get(TENANT_HEADER).and_then(|v| v.to_str().ok())
-            && !t.is_empty()
-        {
-            caller.tenant = Some(t.to_string());
-        }
+        // On nodes behind a gateway, the principal carries the tenant the gateway
+        // authenticated (`Authenticator::for_node`).
+        let caller = principal.caller(request_id(metadata));
         tracing::debug!(
             request_id = caller.request_id,
             tenant = caller.tenant.as_deref().unwrap_or("default"),

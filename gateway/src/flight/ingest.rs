@@ -41,7 +41,7 @@ pub const DURABILITY_HEADER: &str = "x-strata-durability";
 /// The JSON form of an ingest descriptor.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IngestCommand {
+pub(super) struct IngestCommand {
     table: String,
     #[serde(default)]
     producer_id: Option<String>,
@@ -85,7 +85,7 @@ impl From<&WriteAck> for AckJson {
 }
 
 /// What a `DoPut` descriptor asks for.
-enum PutTarget {
+pub(super) enum PutTarget {
     Ingest(IngestCommand),
     Sql(Command),
 }
@@ -97,7 +97,7 @@ pub(super) fn missing_descriptor() -> Status {
     )
 }
 
-fn classify(descriptor: &FlightDescriptor) -> Result<PutTarget, Status> {
+pub(super) fn classify(descriptor: &FlightDescriptor) -> Result<PutTarget, Status> {
     match DescriptorType::try_from(descriptor.r#type) {
         Ok(DescriptorType::Path) => match descriptor.path.as_slice() {
             [table] if !table.is_empty() => Ok(PutTarget::Ingest(IngestCommand {

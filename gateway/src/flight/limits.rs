@@ -11,7 +11,7 @@ use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use tonic::Status;
 
 use crate::status::invalid_argument;
@@ -52,20 +52,31 @@ pub(crate) async fn read_upload(
             Ok(data)
         })
         .map_err(FlightError::from);
-    let mut decoder = FlightRecordBatchStream::new_from_flight_data(limited);
-    let mut upload = Upload::default();
-    while let Some(batch) = decoder.try_next().await.map_err(decode_error)? {
-        upload.bytes = upload.bytes.saturating_add(batch_bytes(&batch));
-        if upload.bytes > limit {
-            return Err(too_large(what, limit));
+    let decode = async move {
+        let mut decoder = FlightRecordBatchStream::new_from_flight_data(limited);
+        let mut upload = Upload::default();
+        while let Some(batch) = decoder.try_next().await.map_err(decode_error)? {
+            upload.bytes = upload.bytes.saturating_add(batch_bytes(&batch));
+            if upload.bytes > limit {
+                return Err(too_large(what, limit));
+            }
+            if batch.num_rows() > 0 {
+                upload.rows += batch.num_rows();
+                upload.batches.push(batch);
+            }
         }
-        if batch.num_rows() > 0 {
-            upload.rows += batch.num_rows();
-            upload.batches.push(batch);
-        }
+        upload.schema = decoder.schema().cloned();
+        Ok(upload)
+    };
+    // The Arrow IPC decoder panics on some malformed messages (types it does not know):
+    // that is bad input, not a reason to lose the connection.
+    match std::panic::AssertUnwindSafe(decode).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(invalid_argument(format!(
+            "{what} is not a valid Arrow IPC stream (the decoder refused a message); nothing \
+             was stored"
+        ))),
     }
-    upload.schema = decoder.schema().cloned();
-    Ok(upload)
 }
 
 fn too_large(what: &str, limit: usize) -> Status {

@@ -33,7 +33,7 @@ struct LogTicket {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LogSpec {
+pub(crate) struct LogSpec {
     table: String,
     #[serde(default)]
     shard: u32,
@@ -58,6 +58,18 @@ pub(super) fn health_action_type() -> ActionType {
     }
 }
 
+/// A JSON log ticket (untrusted bytes from a client).
+pub(crate) fn parse_log_ticket(ticket: &[u8]) -> Result<LogSpec, Status> {
+    serde_json::from_slice::<LogTicket>(ticket)
+        .map(|t| t.log)
+        .map_err(|e| {
+            invalid_argument(format!(
+                "invalid log ticket: {e}; expected {{\"log\": {{\"table\": …, \"shard\": …, \
+                 \"from_offset\": …, \"max_rows\": …, \"follow\": false}}}}"
+            ))
+        })
+}
+
 impl StrataFlightService {
     /// Streams a log read described by a JSON ticket.
     pub(crate) async fn log_stream(
@@ -65,12 +77,7 @@ impl StrataFlightService {
         ticket: &[u8],
         metadata: &MetadataMap,
     ) -> Result<DataStream, Status> {
-        let LogTicket { log: spec } = serde_json::from_slice(ticket).map_err(|e| {
-            invalid_argument(format!(
-                "invalid log ticket: {e}; expected {{\"log\": {{\"table\": …, \"shard\": …, \
-                 \"from_offset\": …, \"max_rows\": …, \"follow\": false}}}}"
-            ))
-        })?;
+        let spec = parse_log_ticket(ticket)?;
         let ctx = self.admit(metadata, Scope::Read, "reading a log")?;
         let table = spec.table.clone();
         let request = LogRequest {
@@ -81,11 +88,20 @@ impl StrataFlightService {
             max_rows: spec.max_rows.unwrap_or(self.config.log_default_max_rows),
             follow: spec.follow,
         };
-        let stream = self.ingest.read_log(request).await.map_err(to_status)?;
         if spec.follow {
+            let permit = self.tail_permit(ctx.caller.tenant.as_ref())?;
+            let stream = self.ingest.read_log(request).await.map_err(to_status)?;
+            // The tail holds its slot until the client goes away.
+            let stream = stream
+                .map(move |item| {
+                    let _slot = &permit;
+                    item
+                })
+                .boxed();
             // A tail may wait long for its first record: answer now, schema with it.
             return Ok(encode_stream(None, stream));
         }
+        let stream = self.ingest.read_log(request).await.map_err(to_status)?;
         // A bounded read: wait for the first batch so an empty read still has a schema.
         let mut stream = stream.peekable();
         let schema = match Pin::new(&mut stream).peek().await {
@@ -94,6 +110,31 @@ impl StrataFlightService {
             None => self.log_schema(&ctx.caller, &table).await,
         };
         Ok(encode_stream(schema, stream.boxed()))
+    }
+
+    /// A slot for one more open log tail of `tenant`, or RESOURCE_EXHAUSTED.
+    fn tail_permit(
+        &self,
+        tenant: Option<&String>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        let max = self.config.max_log_tails_per_tenant.max(1);
+        let sem = {
+            let mut tails = self.tails.lock();
+            if tails.len() > 10_000 {
+                tails.retain(|_, s| s.available_permits() < max);
+            }
+            Arc::clone(
+                tails
+                    .entry(tenant.cloned())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(max))),
+            )
+        };
+        sem.try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this tenant already has {max} log tails open \
+                 (gateway.flight.max_log_tails_per_tenant); close one first"
+            ))
+        })
     }
 
     /// `_offset` followed by the table's columns, when the table is known.

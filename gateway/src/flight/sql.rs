@@ -55,6 +55,13 @@ pub(crate) fn statement_ticket(sql: &str) -> Result<Ticket, Status> {
     Ok(Ticket::new(ticket.as_any().encode_to_vec()))
 }
 
+/// The SQL of a statement ticket's handle (untrusted bytes from a client).
+pub(crate) fn parse_statement_handle(handle: &[u8]) -> Result<String, Status> {
+    serde_json::from_slice::<StatementTicket>(handle)
+        .map(|t| t.sql)
+        .map_err(|_| invalid_argument("not a Strata statement ticket: call GetFlightInfo first"))
+}
+
 impl StrataFlightService {
     fn query_request(
         &self,
@@ -99,10 +106,7 @@ impl StrataFlightService {
         ticket: TicketStatementQuery,
         metadata: &MetadataMap,
     ) -> Result<DataStream, Status> {
-        let StatementTicket { sql } =
-            serde_json::from_slice(&ticket.statement_handle).map_err(|_| {
-                invalid_argument("not a Strata statement ticket: call GetFlightInfo first")
-            })?;
+        let sql = parse_statement_handle(&ticket.statement_handle)?;
         let ctx = self.admit_sql(metadata, &sql)?;
         let (schema, stream) = self
             .query

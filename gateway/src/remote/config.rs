@@ -57,6 +57,11 @@ pub struct RemoteConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`. Default: none.
     pub tls_key: Option<PathBuf>,
+    /// The cluster secret sent to nodes in `x-strata-cluster-token`, so they believe the
+    /// tenant the gateway names. Set by the binary from `cluster.secret`; not a key of
+    /// `[remote]`. Default: none.
+    #[serde(skip)]
+    pub cluster_secret: Option<crate::auth::Secret>,
 }
 
 impl Default for RemoteConfig {
@@ -77,6 +82,7 @@ impl Default for RemoteConfig {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            cluster_secret: None,
         }
     }
 }

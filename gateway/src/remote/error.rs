@@ -11,8 +11,10 @@ use crate::backend::{BackendError, ErrorKind};
 /// Status metadata: milliseconds after which a retry may succeed (RESOURCE_EXHAUSTED,
 /// UNAVAILABLE). Nodes set it from [`BackendError::retry_after`]; the gateway keeps it.
 pub const RETRY_AFTER_MS_HEADER: &str = "retry-after-ms";
-/// Request metadata: the tenant the gateway authenticated (node-to-node calls only).
-pub const TENANT_HEADER: &str = "x-strata-tenant";
+pub(crate) use crate::auth::CLUSTER_TOKEN_HEADER;
+/// Request metadata: the tenant the gateway authenticated (node-to-node calls only), and
+/// the cluster secret that lets nodes believe it.
+pub use crate::auth::TENANT_HEADER;
 /// Request metadata: the request id, for logs across gateway and nodes.
 pub const REQUEST_ID_HEADER: &str = "x-strata-request-id";
 /// Request metadata on writes: the idempotent producer's id.

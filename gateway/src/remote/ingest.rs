@@ -142,11 +142,14 @@ impl RemoteIngestBackend {
         )
     }
 
-    /// Split a write's batches by owner node.
-    async fn plan(&self, req: &WriteRequest) -> Result<BTreeMap<usize, NodeWrite>, BackendError> {
+    /// Split a write's batches by owner node, given the table's layout (`None`: a new table).
+    fn plan(
+        &self,
+        req: &WriteRequest,
+        layout: Option<&TableLayout>,
+    ) -> Result<BTreeMap<usize, NodeWrite>, BackendError> {
         let mut plan: BTreeMap<usize, NodeWrite> = BTreeMap::new();
-        let layout = self.resolver.layout(&req.caller, &req.table).await?;
-        let (num_shards, key) = match &layout {
+        let (num_shards, key) = match layout {
             Some(l) if l.num_shards == 0 => {
                 return Err(BackendError::new(
                     ErrorKind::Internal,
@@ -157,11 +160,17 @@ impl RemoteIngestBackend {
             None => (1, None),
         };
         let Some(key) = key else {
-            // No shard key (or a new table): the whole write goes to one shard, rotating.
-            let shard = if layout.is_none() {
-                0
-            } else {
-                (self.rotation.fetch_add(1, Ordering::Relaxed) % u64::from(num_shards)) as u32
+            // No shard key (or a new table): the whole write goes to one shard. An idempotent
+            // producer's writes always go to the same shard (the node computes the same one),
+            // so a retry reaches the node that saw its sequence; others rotate. A new table
+            // goes to node 0, which creates it (and refuses a producer's write that belongs
+            // elsewhere, which `write` then routes again).
+            let shard = match (layout, &req.producer) {
+                (None, _) => 0,
+                (Some(_), Some((id, _))) => strata_common::producer_shard(id, num_shards),
+                (Some(_), None) => {
+                    (self.rotation.fetch_add(1, Ordering::Relaxed) % u64::from(num_shards)) as u32
+                }
             };
             let w = plan.entry(self.owner_of(shard)).or_default();
             w.batches.extend(req.batches.iter().cloned());
@@ -354,10 +363,35 @@ impl IngestBackend for RemoteIngestBackend {
             ));
         }
         let deadline = deadline_after(req.timeout);
-        let plan = self.plan(&req).await?;
+        let layout = self.resolver.layout(&req.caller, &req.table).await?;
+        let first = self.write_planned(&req, layout.as_ref(), deadline).await;
+        match first {
+            // Planned before the table existed: the node that created it says the rows
+            // belong to another node. Route them again with the table's layout.
+            Err(e) if layout.is_none() && e.kind == ErrorKind::FailedPrecondition => {
+                tracing::debug!(table = req.table, error = %e.message, "routing a new table's write again");
+                let layout = self.resolver.layout(&req.caller, &req.table).await?;
+                self.write_planned(&req, layout.as_ref(), deadline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_log(&self, req: LogRequest) -> Result<BatchStream, BackendError> {
+        self.read_log_from_owner(req).await
+    }
+}
+
+impl RemoteIngestBackend {
+    async fn write_planned(
+        &self,
+        req: &WriteRequest,
+        layout: Option<&TableLayout>,
+        deadline: Option<Instant>,
+    ) -> Result<WriteAck, BackendError> {
+        let plan = self.plan(req, layout)?;
         let nodes: Vec<(usize, Vec<u32>)> =
             plan.iter().map(|(n, w)| (*n, w.shards.clone())).collect();
-        let req = &req;
         let results = futures::future::join_all(
             plan.into_iter()
                 .map(|(node, w)| async move { self.write_to_node(node, req, w, deadline).await }),
@@ -402,7 +436,7 @@ impl IngestBackend for RemoteIngestBackend {
         Ok(merged)
     }
 
-    async fn read_log(&self, req: LogRequest) -> Result<BatchStream, BackendError> {
+    async fn read_log_from_owner(&self, req: LogRequest) -> Result<BatchStream, BackendError> {
         let node = self.owner_of(req.shard);
         let what = format!("shard {} of table `{}`", req.shard, req.table);
         let ticket = serde_json::json!({

@@ -9,11 +9,15 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::breaker::{BreakerState, CircuitBreaker, Permit};
 use super::cluster::NodeStatus;
 use super::config::{NodeSpec, RemoteConfig};
+use super::error::CLUSTER_TOKEN_HEADER;
 use super::health::HealthTask;
 use super::metrics::{NodeMetrics, RemoteMetrics, Role};
 use crate::backend::{BackendError, ErrorKind};
@@ -191,6 +195,50 @@ fn client_tls(config: &RemoteConfig) -> Result<ClientTlsConfig, BackendError> {
     tls::client_tls(config.tls_ca.as_deref(), identity).map_err(invalid)
 }
 
+/// A Flight client of a node.
+pub(crate) type NodeClient = FlightServiceClient<InterceptedService<Channel, ClusterToken>>;
+
+/// Puts the cluster secret on every call to a node (`x-strata-cluster-token`).
+#[derive(Clone)]
+pub(crate) struct ClusterToken(Option<AsciiMetadataValue>);
+
+impl std::fmt::Debug for ClusterToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ClusterToken(<redacted>)"
+        } else {
+            "ClusterToken(none)"
+        })
+    }
+}
+
+impl ClusterToken {
+    fn new(secret: Option<&crate::auth::Secret>) -> Result<Self, BackendError> {
+        secret
+            .map(|s| {
+                let mut v = AsciiMetadataValue::try_from(s.0.as_str()).map_err(|_| {
+                    BackendError::new(
+                        ErrorKind::InvalidArgument,
+                        "cluster.secret must be printable ASCII",
+                    )
+                })?;
+                v.set_sensitive(true);
+                Ok(v)
+            })
+            .transpose()
+            .map(Self)
+    }
+}
+
+impl Interceptor for ClusterToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v.clone());
+        }
+        Ok(req)
+    }
+}
+
 /// One node: address, channel, health, breaker, load.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -199,6 +247,7 @@ pub(crate) struct Node {
     pub(crate) weight: u32,
     pub(crate) role: Role,
     channel: Channel,
+    token: ClusterToken,
     max_message_bytes: usize,
     rise: u32,
     fall: u32,
@@ -281,6 +330,7 @@ impl Node {
             weight: spec.weight.max(1),
             role,
             channel,
+            token: ClusterToken::new(config.cluster_secret.as_ref())?,
             max_message_bytes: config.max_message_bytes,
             rise: config.rise.max(1),
             fall: config.fall.max(1),
@@ -298,9 +348,10 @@ impl Node {
         })
     }
 
-    /// A Flight client on the shared channel (cheap: the channel is reference counted).
-    pub(crate) fn client(&self) -> FlightServiceClient<Channel> {
-        FlightServiceClient::new(self.channel.clone())
+    /// A Flight client on the shared channel (cheap: the channel is reference counted),
+    /// whose every call carries the cluster token.
+    pub(crate) fn client(&self) -> NodeClient {
+        FlightServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes)
     }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetTables, CommandPreparedStatementQuery,
@@ -22,13 +21,12 @@ use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::balancer::{Balancer, affinity_key};
 use super::cluster::NodeStatus;
 use super::config::{NodeSpec, RemoteConfig};
 use super::metrics::{RemoteMetrics, Role};
-use super::pool::{InFlight, Node, NodeLease, NodePool};
+use super::pool::{InFlight, Node, NodeClient, NodeLease, NodePool};
 use super::retry::{AttemptError, Retrier};
 use super::rpc::{
     bounded, deadline_after, decode_schema, do_get, empty_schema, encode, guarded, peek_first,
@@ -293,7 +291,7 @@ fn no_schema() -> BackendError {
 /// `GetFlightInfo` for a statement; with parameters, through a prepared statement whose
 /// handle is returned for closing.
 async fn flight_info(
-    client: &mut FlightServiceClient<Channel>,
+    client: &mut NodeClient,
     req: &QueryRequest,
     deadline: Option<Instant>,
 ) -> Result<(FlightInfo, Option<Bytes>), BackendError> {
@@ -357,7 +355,7 @@ async fn flight_info(
 }
 
 async fn create_prepared(
-    client: &mut FlightServiceClient<Channel>,
+    client: &mut NodeClient,
     req: &QueryRequest,
     deadline: Option<Instant>,
 ) -> Result<ActionCreatePreparedStatementResult, BackendError> {
@@ -393,11 +391,7 @@ async fn create_prepared(
 }
 
 /// Best effort: a node that misses the close frees the statement when it expires.
-async fn close_prepared(
-    client: &mut FlightServiceClient<Channel>,
-    handle: Option<Bytes>,
-    caller: &Caller,
-) {
+async fn close_prepared(client: &mut NodeClient, handle: Option<Bytes>, caller: &Caller) {
     let Some(handle) = handle else { return };
     let body = ActionClosePreparedStatementRequest {
         prepared_statement_handle: handle,

@@ -9,18 +9,16 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightData, FlightDescriptor, Ticket};
 use futures::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Channel;
 
 use super::error::{
     REQUEST_ID_HEADER, TENANT_HEADER, flight_error_to_backend_error, status_to_backend_error,
     with_node_context,
 };
-use super::pool::{InFlight, Node, NodeLease, NodePool, Outcome};
+use super::pool::{InFlight, Node, NodeClient, NodeLease, NodePool, Outcome};
 use super::retry::AttemptError;
 use crate::backend::{BackendError, BatchStream, Caller, ErrorKind};
 
@@ -179,7 +177,7 @@ pub(crate) async fn encode(
 
 /// Open a `DoGet` stream of record batches.
 pub(crate) async fn do_get(
-    client: &mut FlightServiceClient<Channel>,
+    client: &mut NodeClient,
     ticket: Ticket,
     caller: &Caller,
     deadline: Option<Instant>,

@@ -1093,12 +1093,35 @@ async fn writes_are_split_by_shard_owner_and_acks_merged() {
     assert_eq!(hint(&nodes[0]), Some(0));
     assert_eq!(hint(&nodes[1]), Some(1));
 
+    // An idempotent producer's writes to a keyless table always go to its shard's owner,
+    // whatever the rotation, so a retry meets the node that saw its sequence.
+    for producer in ["alpha", "beta", "gamma", "delta"] {
+        let shard = strata_common::producer_shard(producer, 4);
+        let owner = &nodes[shard as usize % 2];
+        for seq in [1, 1, 2] {
+            let before = owner.ctl.puts.lock().len();
+            backend
+                .write(write("events", 5, Some((producer, seq))))
+                .await
+                .expect("write");
+            let puts = owner.ctl.puts.lock().clone();
+            assert_eq!(
+                puts.len(),
+                before + 1,
+                "{producer} #{seq} reached shard {shard}'s owner"
+            );
+            assert_eq!(puts.last().and_then(|p| p.shard_hint), Some(shard));
+        }
+    }
+    let before: Vec<usize> = nodes.iter().map(|n| n.ctl.puts.lock().len()).collect();
+
     // A table that does not exist yet: everything to shard 0's owner, which creates it.
     backend
         .write(write("new_table", 10, None))
         .await
         .expect("write");
-    assert_eq!(nodes[0].ctl.puts.lock().len(), 4);
+    assert_eq!(nodes[0].ctl.puts.lock().len(), before[0] + 1);
+    assert_eq!(nodes[1].ctl.puts.lock().len(), before[1]);
     assert_eq!(hint(&nodes[0]), Some(0));
 
     // A batch without the shard key column is refused before anything is sent.
