@@ -104,6 +104,15 @@ pub struct NodeArgs {
     /// Listen on non-loopback addresses even without auth
     #[arg(long, env = "STRATA_ALLOW_INSECURE_PUBLIC")]
     pub allow_insecure_public: bool,
+    /// Secret shared by the gateways and nodes of a cluster: gateways send it to nodes, and nodes believe the tenant a gateway names only from callers holding it [default: none]
+    #[arg(long, env = "STRATA_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Threads queries run on, apart from those serving gRPC and HTTP; 0 = one per core [default: 0]
+    #[arg(long, env = "STRATA_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
+    /// Refuse joins without a join condition estimated past this many rows; 0 = no check [default: 1000000000]
+    #[arg(long, env = "STRATA_MAX_CROSS_JOIN_ROWS")]
+    pub max_cross_join_rows: Option<u64>,
 }
 
 /// TLS on the gRPC port of a server role.
@@ -324,6 +333,15 @@ impl NodeArgs {
         }
         if self.allow_insecure_public {
             s.node.allow_insecure_public = true;
+        }
+        if let Some(v) = &self.cluster_secret {
+            s.cluster.secret = Some(v.clone());
+        }
+        if let Some(v) = self.query_threads {
+            s.query.threads = Some(v);
+        }
+        if let Some(v) = self.max_cross_join_rows {
+            s.query.max_cross_join_rows = Some(v);
         }
         Ok(())
     }

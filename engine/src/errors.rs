@@ -10,7 +10,8 @@ pub fn from_ingest(e: strata_ingest::Error) -> BackendError {
         E::TableNotFound(_) => ErrorKind::NotFound,
         E::Backpressure(_) => ErrorKind::ResourceExhausted,
         E::NotOwner(_) => ErrorKind::Unavailable,
-        E::Unavailable(_) | E::ShuttingDown => ErrorKind::Unavailable,
+        E::WrongNode(_) => ErrorKind::FailedPrecondition,
+        E::Unavailable(_) | E::OutcomeUnknown(_) | E::ShuttingDown => ErrorKind::Unavailable,
         E::Storage(s) => return from_storage(s),
         _ => ErrorKind::Internal,
     };

@@ -39,6 +39,8 @@ pub struct HttpState {
     pub role: &'static str,
     /// Nodes as this process sees them (gateway role), for `/v1/status`.
     pub cluster: Option<ClusterFn>,
+    /// Open connections and idle time allowed on the port.
+    pub connections: ConnectionLimits,
 }
 
 /// A snapshot of the nodes a gateway talks to.
@@ -73,12 +75,29 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     }
 }
 
-async fn status(State(s): State<HttpState>) -> Response {
+async fn status(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    // With auth on, tables are shown to those who may see them: an admin token sees every
+    // tenant's, another token its own tenant's, no token none (nodes and health stay public).
+    let visible: Option<Option<Option<String>>> = if !s.auth.is_enabled() {
+        None // everything
+    } else {
+        match s.auth.authenticate(&MetadataMap::from_headers(headers)) {
+            Ok(p) if p.has(strata_gateway::Scope::Admin) => None,
+            Ok(p) => Some(Some(p.tenant)),
+            Err(_) => Some(None),
+        }
+    };
     let mut tables = Vec::new();
     if let Some(tenants) = &s.tenants
+        && !matches!(visible, Some(None))
         && let Ok(known) = tenants.known().await
     {
         for t in known {
+            if let Some(Some(only)) = &visible
+                && *only != t
+            {
+                continue;
+            }
             let Ok(catalog) = tenants.catalog(t.as_deref()).await else {
                 continue;
             };
@@ -200,7 +219,11 @@ async fn ingest_json_inner(
     let table =
         strata_storage::manifest::validate_table_name(table).map_err(|e| invalid(e.to_string()))?;
     let catalog = tenants.catalog(caller.tenant.as_deref()).await?;
-    let schema = match catalog.load(&table).await {
+    // The table's definition, re-read at most once a second (not one LIST per request).
+    let schema = match catalog
+        .load_within(&table, std::time::Duration::from_secs(1))
+        .await
+    {
         Ok(m) => m.table.schema_ref(),
         Err(strata_storage::Error::TableNotFound(_)) => {
             strata_ingest::json::infer_schema(body, q.get("time_column").map(String::as_str))
@@ -259,7 +282,143 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let limits = state.connections;
+    axum::serve(LimitedListener::new(listener, limits), router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Bounds on the HTTP port's connections: how many are open at once (more wait in the
+/// kernel's backlog), and how long one may stall — no byte received — before it is closed,
+/// so slow or idle clients cannot hold the port.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// A listener that accepts a connection only when fewer than `max_connections` are open.
+struct LimitedListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    idle_timeout: std::time::Duration,
+}
+
+impl LimitedListener {
+    fn new(inner: tokio::net::TcpListener, limits: ConnectionLimits) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
+            idle_timeout: limits.idle_timeout,
+        }
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = loop {
+            if let Ok(p) = Arc::clone(&self.permits).acquire_owned().await {
+                break p;
+            }
+        };
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            LimitedIo {
+                io,
+                _permit: permit,
+                idle_timeout: self.idle_timeout,
+                idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection holding its slot; reads fail with `TimedOut` after `idle_timeout` without a
+/// byte, which makes the server close it.
+struct LimitedIo {
+    io: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    idle_timeout: std::time::Duration,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl tokio::io::AsyncRead for LimitedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + self.idle_timeout;
+                    self.idle.as_mut().reset(next);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no data from the client within the idle timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }

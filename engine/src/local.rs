@@ -31,6 +31,7 @@ impl IngestBackend for LocalIngest {
                 "this node runs no shard writers",
             )
         })?;
+        let table = req.table.clone();
         let r = node
             .write(Write {
                 table: req.table,
@@ -44,6 +45,9 @@ impl IngestBackend for LocalIngest {
             })
             .await
             .map_err(from_ingest)?;
+        if let Some(q) = &t.query {
+            q.note_write(&table);
+        }
         Ok(WriteAck {
             rows: r.rows,
             shards: r
@@ -136,6 +140,8 @@ impl ShardResolver for CatalogResolver {
 pub struct QueryShared {
     cache: Arc<strata_compute::cache::CachedStore>,
     config: strata_compute::QueryConfig,
+    /// Query threads, admission, memory and caches of the node, shared by every tenant.
+    resources: strata_compute::NodeResources,
 }
 
 impl QueryShared {
@@ -153,9 +159,15 @@ impl QueryShared {
         )
         .await
         .map_err(|e| format!("cannot open the cache: {e}"))?;
+        let resources = strata_compute::NodeResources::new(&config)
+            .map_err(|e| format!("cannot start the query engine: {e}"))?;
+        resources
+            .register_metrics(registry)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             cache: Arc::new(cache),
             config,
+            resources,
         })
     }
 
@@ -169,7 +181,11 @@ impl QueryShared {
         &self,
         catalog: strata_storage::Catalog,
     ) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
-        strata_compute::QueryEngine::with_store(catalog, self.config.clone())
+        strata_compute::QueryEngine::with_resources(
+            catalog,
+            self.config.clone(),
+            self.resources.clone(),
+        )
     }
 
     /// Flush the SSD tier so the cache is warm after a restart.
@@ -225,8 +241,43 @@ impl LocalQuery {
     ) -> Result<Option<arrow::array::RecordBatch>, BackendError> {
         use strata_compute::StatementKind as K;
         let t = self.tenants.get(caller.tenant.as_deref()).await?;
+        // TRUNCATE is a delete of every row written before it.
+        let kind = match kind {
+            K::Truncate { table } => K::Delete {
+                table,
+                predicate_sql: None,
+            },
+            other => other,
+        };
         match kind {
-            K::Query | K::Other => Ok(None),
+            K::Query | K::Other | K::Truncate { .. } => Ok(None),
+            K::DropTable { table, .. } => Err(BackendError::new(
+                ErrorKind::FailedPrecondition,
+                format!(
+                    "DROP TABLE is not supported yet: remove `{table}`'s rows with TRUNCATE \
+                     (compaction and GC then free their storage)"
+                ),
+            )),
+            K::AlterTable {
+                table,
+                if_exists,
+                changes,
+            } => {
+                let r = t
+                    .catalog
+                    .commit(&table, |m| {
+                        m.table = alter(m.table.clone(), &changes)?;
+                        Ok(())
+                    })
+                    .await;
+                match r {
+                    Ok(_) => Ok(Some(count_batch(0)?.1)),
+                    Err(strata_storage::Error::TableNotFound(_)) if if_exists => {
+                        Ok(Some(count_batch(0)?.1))
+                    }
+                    Err(e) => Err(from_storage(&e)),
+                }
+            }
             K::CreateTable(spec) => {
                 let unknown: Vec<&String> = spec
                     .options
@@ -294,7 +345,7 @@ impl LocalQuery {
                 predicate_sql,
             } => {
                 let predicate = predicate_sql.unwrap_or_else(|| "true".to_string());
-                let m = t.catalog.load(&table).await.map_err(|e| from_storage(&e))?;
+                t.catalog.load(&table).await.map_err(|e| from_storage(&e))?;
                 // Count what the rule hides now (also validates the predicate).
                 let matched = match &t.query {
                     Some(q) => {
@@ -317,25 +368,8 @@ impl LocalQuery {
                     None => 0,
                 };
                 // The rule covers every row acknowledged so far: offsets below each shard's end.
-                let mut below = std::collections::BTreeMap::new();
-                for s in 0..m.table.num_shards {
-                    below.insert(s, shard_end_offset(&t.catalog, &m, s).await?);
-                }
-                let pred = predicate.clone();
                 t.catalog
-                    .commit(&table, |m| {
-                        let id = m.next_delete_id;
-                        m.next_delete_id += 1;
-                        m.deletes.push(strata_storage::DeleteRule {
-                            id,
-                            predicate: pred.clone(),
-                            below_offsets: below.clone(),
-                            created_at_ms: std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_millis() as i64),
-                        });
-                        Ok(())
-                    })
+                    .add_delete_rule(&table, &predicate)
                     .await
                     .map_err(|e| from_storage(&e))?;
                 Ok(Some(count_batch(matched)?.1))
@@ -344,34 +378,70 @@ impl LocalQuery {
     }
 }
 
-/// The offset after the last acknowledged record of a shard (WAL included).
-async fn shard_end_offset(
-    catalog: &strata_storage::Catalog,
-    m: &strata_storage::TableManifest,
-    shard: u32,
-) -> Result<u64, BackendError> {
-    use object_store::ObjectStoreExt;
-    let st = m.shard(shard).map_err(|e| from_storage(&e))?;
-    let mut end = st.flushed_offset;
-    let entries = strata_storage::wal::list(
-        catalog.store().as_ref(),
-        &m.table.name,
-        shard,
-        st.flushed_wal_seq,
-    )
-    .await
-    .map_err(|e| from_storage(&e))?;
-    for (_, meta) in entries.iter().rev() {
-        let Ok(r) = catalog.store().get(&meta.location).await else {
-            continue;
-        };
-        let Ok(bytes) = r.bytes().await else { continue };
-        if let Ok(e) = strata_storage::wal::decode(&bytes) {
-            end = end.max(e.header.first_offset + e.header.rows);
-            break;
+/// `def` with an `ALTER TABLE`'s changes applied. Only what can change without rewriting
+/// stored data may change: new (nullable) columns, bloom columns (new segments and
+/// compaction get them) and retention.
+fn alter(
+    mut def: strata_storage::TableDef,
+    changes: &[strata_compute::AlterChange],
+) -> strata_storage::Result<strata_storage::TableDef> {
+    use strata_compute::AlterChange as C;
+    use strata_storage::Error as E;
+    for change in changes {
+        match change {
+            C::AddColumn {
+                column,
+                if_not_exists,
+            } => {
+                if def.schema.field_with_name(&column.name).is_ok() {
+                    if *if_not_exists {
+                        continue;
+                    }
+                    return Err(E::InvalidInput(format!(
+                        "table `{}` already has a column `{}`",
+                        def.name, column.name
+                    )));
+                }
+                let mut fields: Vec<arrow::datatypes::FieldRef> =
+                    def.schema.fields().iter().cloned().collect();
+                fields.push(std::sync::Arc::new(column.to_field()));
+                def.schema = arrow::datatypes::Schema::new(fields);
+            }
+            C::SetOption { key, value } => match key.as_str() {
+                "bloom_columns" => {
+                    def.bloom_columns = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
+                "retention" => {
+                    def.retention_secs = match value.trim().to_ascii_lowercase().as_str() {
+                        "none" | "off" | "0" => None,
+                        v => Some(
+                            strata_compute::statement::parse_retention(v)
+                                .map_err(|e| E::InvalidInput(e.to_string()))?
+                                .as_secs(),
+                        ),
+                    };
+                }
+                "time_column" | "shard_key" | "num_shards" => {
+                    return Err(E::InvalidInput(format!(
+                        "`{key}` of table `{}` cannot change after it is created (stored \
+                         segments and WAL entries are laid out by it)",
+                        def.name
+                    )));
+                }
+                other => {
+                    return Err(E::InvalidInput(format!(
+                        "unknown table option `{other}`; ALTER TABLE ... SET takes bloom_columns and retention"
+                    )));
+                }
+            },
         }
     }
-    Ok(end)
+    def.validated()
 }
 
 #[async_trait::async_trait]
@@ -414,7 +484,11 @@ impl strata_gateway::QueryBackend for LocalQuery {
     ) -> Result<arrow::datatypes::SchemaRef, BackendError> {
         use strata_compute::StatementKind as K;
         match strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)? {
-            K::CreateTable(_) | K::Delete { .. } => Ok(count_batch(0)?.0),
+            K::CreateTable(_)
+            | K::Delete { .. }
+            | K::Truncate { .. }
+            | K::AlterTable { .. }
+            | K::DropTable { .. } => Ok(count_batch(0)?.0),
             _ => {
                 let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
                 let q = t.query.as_ref().ok_or_else(|| {
@@ -471,7 +545,18 @@ pub struct CatalogVersions {
     tenants: Arc<Tenants>,
     settle: Duration,
     seen: std::sync::Mutex<SeenVersions>,
+    /// Table states read from the bucket (on a node without a query engine), reused for
+    /// `ttl`: a burst of queries costs one manifest poll and one WAL listing per shard.
+    ttl: Duration,
+    polled: std::sync::Mutex<PolledStates>,
 }
+
+/// A table's name, manifest version and next WAL sequence per shard.
+type TableState = (String, u64, Vec<(u32, u64)>);
+
+/// (tenant, table) → when its state was read, and the state (`None`: no such table).
+type PolledStates =
+    std::collections::HashMap<(Option<String>, String), (tokio::time::Instant, Option<TableState>)>;
 
 /// (tenant, table) → the newest manifest version seen, and when it was first seen.
 type SeenVersions =
@@ -482,12 +567,53 @@ impl CatalogVersions {
     /// versions were first seen is reset (results then go uncached for `settle`).
     const MAX_TRACKED: usize = 100_000;
 
-    pub fn new(tenants: Arc<Tenants>, settle: Duration) -> Self {
+    pub fn new(tenants: Arc<Tenants>, settle: Duration, ttl: Duration) -> Self {
         Self {
             tenants,
             settle,
             seen: std::sync::Mutex::default(),
+            ttl,
+            polled: std::sync::Mutex::default(),
         }
+    }
+
+    /// The table's state as queries see it: from the tenant's query engine when this node
+    /// runs one (its manifest and WAL listings are the ones queries use, so this costs
+    /// nothing extra), else read from the bucket at most once per `ttl`.
+    async fn table_state(
+        &self,
+        tenant: &crate::tenants::Tenant,
+        table: &str,
+    ) -> Result<Option<TableState>, BackendError> {
+        if let Some(q) = &tenant.query {
+            return q
+                .table_state(table)
+                .await
+                .map_err(crate::errors::from_compute);
+        }
+        let key = (tenant.name.clone(), table.to_ascii_lowercase());
+        let now = tokio::time::Instant::now();
+        {
+            let polled = self
+                .polled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, state)) = polled.get(&key)
+                && now.saturating_duration_since(*at) < self.ttl
+            {
+                return Ok(state.clone());
+            }
+        }
+        let state = Self::table_versions(&tenant.catalog, table).await?;
+        let mut polled = self
+            .polled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if polled.len() >= Self::MAX_TRACKED {
+            polled.clear();
+        }
+        polled.insert(key, (now, state.clone()));
+        Ok(state)
     }
 
     /// The tables a statement reads, if its result may be cached.
@@ -560,7 +686,7 @@ impl CatalogVersions {
     async fn table_versions(
         catalog: &strata_storage::Catalog,
         table: &str,
-    ) -> Result<Option<(String, u64, Vec<(u32, u64)>)>, BackendError> {
+    ) -> Result<Option<TableState>, BackendError> {
         use futures::TryStreamExt;
         let m = match catalog.load(table).await {
             Ok(m) => m,
@@ -624,9 +750,9 @@ impl strata_gateway::VersionSource for CatalogVersions {
             return Ok(None);
         };
         let started = tokio::time::Instant::now();
-        let catalog = self.tenants.catalog(caller.tenant.as_deref()).await?;
+        let tenant = self.tenants.get(caller.tenant.as_deref()).await?;
         let per_table =
-            futures::future::try_join_all(tables.iter().map(|t| Self::table_versions(&catalog, t)))
+            futures::future::try_join_all(tables.iter().map(|t| self.table_state(&tenant, t)))
                 .await?;
         let mut out = Vec::new();
         let mut settled = true;

@@ -65,10 +65,29 @@ async fn wait_for_signal() {
     }
 }
 
-fn authenticator(s: &Settings) -> Result<Arc<Authenticator>, String> {
-    let auth = Arc::new(Authenticator::new(&s.gateway.auth).map_err(|e| e.to_string())?);
+/// Who a process lets in. `node`: a compute or ingest node behind gateways, which believes
+/// the tenant a gateway names only from callers holding the cluster secret.
+fn authenticator(s: &Settings, node: bool) -> Result<Arc<Authenticator>, String> {
+    let mut auth = Authenticator::new(&s.gateway.auth).map_err(|e| e.to_string())?;
+    if node {
+        auth = auth.for_node(s.cluster.secret.as_deref());
+    }
+    let auth = Arc::new(auth);
     let public = |a: SocketAddr| !a.ip().is_loopback();
-    if !auth.is_enabled() {
+    if node && !auth.has_cluster_secret() {
+        if public(s.node.grpc_addr) && !s.node.allow_insecure_public {
+            return Err(format!(
+                "refusing to listen on {} without a cluster secret: set --cluster-secret (the \
+                 same on gateways and nodes) or pass --allow-insecure-public",
+                s.node.grpc_addr
+            ));
+        }
+        tracing::warn!(
+            "no cluster secret: this node refuses x-strata-tenant, so gateways with auth on \
+             cannot use it; set --cluster-secret on gateways and nodes"
+        );
+    }
+    if !auth.is_enabled() && !auth.has_cluster_secret() {
         if (public(s.node.grpc_addr) || public(s.node.http_addr)) && !s.node.allow_insecure_public {
             return Err(format!(
                 "refusing to listen on {} / {} without auth: configure tokens (--auth-tokens-file) \
@@ -147,7 +166,11 @@ fn with_result_cache(
     // Compute engines reuse a manifest for `manifest_ttl`; wait twice that after a new
     // version appears before caching results over it.
     let settle = s.query_config().manifest_ttl.saturating_mul(2);
-    let versions = Arc::new(CatalogVersions::new(Arc::clone(tenants), settle));
+    let versions = Arc::new(CatalogVersions::new(
+        Arc::clone(tenants),
+        settle,
+        s.query_config().manifest_ttl,
+    ));
     let metrics = ResultCacheMetrics::new(registry).map_err(|e| e.message)?;
     Ok(Arc::new(CachingQueryBackend::new(
         query,
@@ -174,6 +197,10 @@ fn http_state(
         max_body_bytes: s.gateway.flight.max_ingest_bytes,
         role,
         cluster: None,
+        connections: crate::http::ConnectionLimits {
+            max_connections: s.node.http_max_connections,
+            idle_timeout: Duration::from_secs(s.node.http_idle_timeout_secs),
+        },
     }
 }
 
@@ -182,7 +209,7 @@ pub async fn serve(s: Settings) -> Result<(), String> {
     check_tls(&s)?;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
-    let auth = authenticator(&s)?;
+    let auth = authenticator(&s, false)?;
     let opened = crate::storage::open(&s, &registry).await?;
     tracing::info!(store = %opened.url, "object store ready");
     let shared = QueryShared::open(&s, Arc::clone(&opened.store), &registry).await?;
@@ -239,11 +266,11 @@ async fn flush_all(tenants: &Tenants) {
 }
 
 /// A gateway: Flight SQL in front of remote compute and ingest nodes.
-pub async fn gateway(s: Settings) -> Result<(), String> {
+pub async fn gateway(mut s: Settings) -> Result<(), String> {
     check_tls(&s)?;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
-    let auth = authenticator(&s)?;
+    let auth = authenticator(&s, false)?;
     if s.cluster.compute_nodes.is_empty() || s.cluster.ingest_nodes.is_empty() {
         return Err(
             "a gateway needs --compute-nodes and --ingest-nodes (comma-separated host:port)".into(),
@@ -257,6 +284,18 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
             })
             .collect()
     };
+    s.remote.cluster_secret = s
+        .cluster
+        .secret
+        .clone()
+        .filter(|v| !v.is_empty())
+        .map(strata_gateway::auth::Secret);
+    if s.remote.cluster_secret.is_none() && auth.is_enabled() {
+        tracing::warn!(
+            "no cluster secret: nodes will refuse the tenants this gateway names; set \
+             --cluster-secret on the gateway and its nodes"
+        );
+    }
     let compute = parse(&s.cluster.compute_nodes)?;
     let ingest_nodes = parse(&s.cluster.ingest_nodes)?;
     // The gateway reads manifests (table layouts for routing) but writes nothing.
@@ -291,12 +330,11 @@ pub async fn gateway(s: Settings) -> Result<(), String> {
 }
 
 /// A query node.
-pub async fn compute(mut s: Settings) -> Result<(), String> {
+pub async fn compute(s: Settings) -> Result<(), String> {
     check_tls(&s)?;
-    s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
-    let auth = authenticator(&s)?;
+    let auth = authenticator(&s, true)?;
     let opened = crate::storage::open(&s, &registry).await?;
     let shared = QueryShared::open(&s, Arc::clone(&opened.store), &registry).await?;
     let tenants = Arc::new(
@@ -324,12 +362,11 @@ pub async fn compute(mut s: Settings) -> Result<(), String> {
 }
 
 /// An ingest node: shard writers for the shards it owns.
-pub async fn ingest(mut s: Settings) -> Result<(), String> {
+pub async fn ingest(s: Settings) -> Result<(), String> {
     check_tls(&s)?;
-    s.gateway.flight.trust_tenant_header = true;
     let shutdown = Shutdown::on_signals();
     let registry = prometheus::Registry::new();
-    let auth = authenticator(&s)?;
+    let auth = authenticator(&s, true)?;
     let opened = crate::storage::open(&s, &registry).await?;
     let tenants = Arc::new(
         Tenants::new(Arc::clone(&opened.store)).with_ingest(s.ingest_config(), &registry)?,
@@ -373,7 +410,8 @@ pub async fn compact(s: Settings, once: bool) -> Result<(), String> {
     }
     let shutdown = Shutdown::on_signals();
     let task = crate::lifecycle::spawn_background(Arc::clone(&tenants), &s, &registry)?;
-    let auth = authenticator(&s)?;
+    // Its HTTP port serves health and metrics only; it is a node of the cluster.
+    let auth = authenticator(&s, true)?;
     let state = http_state("compact", &s, &registry, &auth, None, Some(tenants));
     let http_l = bind(s.node.http_addr, "http").await?;
     state.ready.store(true, Ordering::Release);

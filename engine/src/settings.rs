@@ -41,6 +41,11 @@ pub struct NodeSettings {
     pub http_addr: SocketAddr,
     /// Allow listening on non-loopback addresses without auth configured. Default: false.
     pub allow_insecure_public: bool,
+    /// Connections open at once on the HTTP port; more wait. Default: 1024.
+    pub http_max_connections: usize,
+    /// Seconds an HTTP connection may stay without sending a byte before it is closed
+    /// (slow or idle clients). Default: 30.
+    pub http_idle_timeout_secs: u64,
 }
 
 impl Default for NodeSettings {
@@ -50,6 +55,8 @@ impl Default for NodeSettings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_insecure_public: false,
+            http_max_connections: 1024,
+            http_idle_timeout_secs: 30,
         }
     }
 }
@@ -118,6 +125,18 @@ pub struct QuerySettings {
     pub target_partitions: Option<usize>,
     /// Decoded unflushed WAL entries kept in memory for queries, in bytes. Default: 256 MiB.
     pub wal_cache_bytes: Option<usize>,
+    /// Memory of all queries on the node together, in bytes. Default: 2 GiB.
+    pub node_memory_bytes: Option<usize>,
+    /// Threads queries run on (apart from those serving gRPC/HTTP); 0: one per core.
+    /// Default: 0.
+    pub threads: Option<usize>,
+    /// Refuse joins without a join condition estimated past this many rows; 0: no check.
+    /// Default: 1000000000.
+    pub max_cross_join_rows: Option<u64>,
+    /// Rows one query may return; 0: no limit. Default: 10000000.
+    pub max_result_rows: Option<u64>,
+    /// Bytes one query may return; 0: no limit. Default: 2 GiB.
+    pub max_result_bytes: Option<u64>,
 }
 
 /// Background compaction, retention and garbage collection.
@@ -146,6 +165,10 @@ pub struct ClusterSettings {
     pub node_index: u32,
     /// Number of ingest nodes. Default: 1.
     pub node_count: u32,
+    /// Secret shared by a cluster's gateways and nodes (`x-strata-cluster-token`): nodes
+    /// believe the tenant a gateway names only from callers holding it, and with it set
+    /// serve nobody else. Masked by `strata config`. Default: none.
+    pub secret: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -155,6 +178,7 @@ impl Default for ClusterSettings {
             ingest_nodes: Vec::new(),
             node_index: 0,
             node_count: 1,
+            secret: None,
         }
     }
 }
@@ -252,6 +276,11 @@ impl Settings {
             cache_dir: Some(self.cache_dir()),
             target_partitions: q.target_partitions.unwrap_or(d.target_partitions),
             wal_cache_bytes: q.wal_cache_bytes.unwrap_or(d.wal_cache_bytes),
+            node_memory_bytes: q.node_memory_bytes.unwrap_or(d.node_memory_bytes),
+            threads: q.threads.unwrap_or(d.threads),
+            max_cross_join_rows: q.max_cross_join_rows.unwrap_or(d.max_cross_join_rows),
+            max_result_rows: q.max_result_rows.unwrap_or(d.max_result_rows),
+            max_result_bytes: q.max_result_bytes.unwrap_or(d.max_result_bytes),
             spill_dir: Some(self.node.data_dir.join("spill")),
             ..d
         }
@@ -284,6 +313,11 @@ impl Settings {
             cache_dir: Some(self.cache_dir()),
             target_partitions: Some(q.target_partitions),
             wal_cache_bytes: Some(q.wal_cache_bytes),
+            node_memory_bytes: Some(q.node_memory_bytes),
+            threads: Some(q.threads),
+            max_cross_join_rows: Some(q.max_cross_join_rows),
+            max_result_rows: Some(q.max_result_rows),
+            max_result_bytes: Some(q.max_result_bytes),
         };
         let c = &mut s.compaction;
         c.interval_secs.get_or_insert(60);
@@ -298,6 +332,9 @@ impl Settings {
         let mut s = self.effective();
         if s.storage.s3_secret_access_key.is_some() {
             s.storage.s3_secret_access_key = Some("***".into());
+        }
+        if s.cluster.secret.is_some() {
+            s.cluster.secret = Some("***".into());
         }
         for t in &mut s.gateway.auth.tokens {
             if t.token.is_some() {
