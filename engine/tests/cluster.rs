@@ -44,7 +44,16 @@ enabled = false
     f
 }
 
+/// Every process of a test cluster shares this secret (as a deployment would).
+const CLUSTER_SECRET: &str = "test-cluster-secret";
+const CLUSTER_ENV: &[(&str, &str)] = &[("STRATA_CLUSTER_SECRET", CLUSTER_SECRET)];
+
 fn start_cluster(test: &str) -> Cluster {
+    start_cluster_with(test, &[])
+}
+
+/// A cluster whose gateway also gets `gateway_args`.
+fn start_cluster_with(test: &str, gateway_args: &[&str]) -> Cluster {
     let url = s3_url(test);
     let mut dirs = Vec::new();
     let mut ingest = Vec::new();
@@ -65,7 +74,7 @@ fn start_cluster(test: &str) -> Cluster {
                 "--group-commit-ms",
                 "10",
             ],
-            &[],
+            CLUSTER_ENV,
         ));
         dirs.push(d);
     }
@@ -80,7 +89,7 @@ fn start_cluster(test: &str) -> Cluster {
                 "--data-dir",
                 d.path().to_str().unwrap(),
             ],
-            &[],
+            CLUSTER_ENV,
         ));
         dirs.push(d);
     }
@@ -92,22 +101,22 @@ fn start_cluster(test: &str) -> Cluster {
             .join(",")
     };
     let d = tempfile::tempdir().unwrap();
-    let gateway = Proc::start(
-        &[
-            "gateway",
-            "--config",
-            config.path().to_str().unwrap(),
-            "--object-store",
-            &url,
-            "--data-dir",
-            d.path().to_str().unwrap(),
-            "--compute-nodes",
-            &nodes(&compute),
-            "--ingest-nodes",
-            &nodes(&ingest),
-        ],
-        &[],
-    );
+    let (compute_nodes, ingest_nodes) = (nodes(&compute), nodes(&ingest));
+    let mut args = vec![
+        "gateway",
+        "--config",
+        config.path().to_str().unwrap(),
+        "--object-store",
+        &url,
+        "--data-dir",
+        d.path().to_str().unwrap(),
+        "--compute-nodes",
+        &compute_nodes,
+        "--ingest-nodes",
+        &ingest_nodes,
+    ];
+    args.extend_from_slice(gateway_args);
+    let gateway = Proc::start(&args, CLUSTER_ENV);
     dirs.push(d);
     Cluster {
         gateway,
@@ -275,7 +284,7 @@ async fn a_compute_node_dies_under_load_and_no_query_fails() {
             "--data-dir",
             d.path().to_str().unwrap(),
         ],
-        &[],
+        CLUSTER_ENV,
         port,
         http_port,
     );
@@ -317,4 +326,112 @@ async fn a_compute_node_dies_under_load_and_no_query_fails() {
         metrics.contains("strata_breaker_transitions_total"),
         "breaker transitions are exported"
     );
+}
+
+/// A call straight to a node, with the given extra headers; the gRPC status it ends with.
+async fn direct_query(
+    node: &str,
+    headers: &[(&str, &str)],
+    sql: &str,
+) -> Result<i64, tonic::Status> {
+    let mut client = sql_client(node).await;
+    for (k, v) in headers {
+        client.set_header(*k, *v);
+    }
+    query(&mut client, sql).await.map(|b| scalar_i64(&b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_trust_only_the_cluster() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        tokens.path(),
+        "[[tokens]]\ntoken = \"acme-rw\"\ntenant = \"acme\"\nscopes = [\"read\", \"write\"]\n",
+    )
+    .unwrap();
+    let c = start_cluster_with(
+        "nodeauth",
+        &["--auth-tokens-file", tokens.path().to_str().unwrap()],
+    );
+    // Through the gateway, with a client token: the tenant's rows go in and come back.
+    let mut client = arrow_flight::FlightClient::new(channel(&c.gateway.grpc).await);
+    client
+        .add_header("authorization", "Bearer acme-rw")
+        .unwrap();
+    let descriptor = arrow_flight::FlightDescriptor::new_path(vec!["secrets".to_string()]);
+    let stream = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(vec![Ok(logs_batch(0, 50))]));
+    futures::TryStreamExt::try_collect::<Vec<_>>(client.do_put(stream).await.unwrap())
+        .await
+        .expect("a write through the gateway");
+    let count = "SELECT count(*) FROM secrets";
+    let mut sql = sql_client(&c.gateway.grpc).await;
+    sql.set_header("authorization", "Bearer acme-rw");
+    assert_eq!(scalar_i64(&query(&mut sql, count).await.unwrap()), 50);
+
+    let compute = &c.compute[0].grpc;
+    let ingest = &c.ingest[0].grpc;
+    // A caller that names a tenant without the cluster secret is refused, on every node.
+    for node in [compute, ingest] {
+        let e = direct_query(node, &[("x-strata-tenant", "acme")], count)
+            .await
+            .expect_err("a forged tenant header");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        assert!(e.message().contains("x-strata-tenant"), "{}", e.message());
+        let e = direct_query(
+            node,
+            &[
+                ("x-strata-tenant", "acme"),
+                ("x-strata-cluster-token", "guess"),
+            ],
+            count,
+        )
+        .await
+        .expect_err("a wrong cluster token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        // Without any header the node serves nobody outside the cluster either.
+        let e = direct_query(node, &[], "SELECT 1")
+            .await
+            .expect_err("an outsider");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    }
+    // A forged write straight to an ingest node stores nothing.
+    let mut forged = arrow_flight::FlightClient::new(channel(ingest).await);
+    forged.add_header("x-strata-tenant", "acme").unwrap();
+    let descriptor = arrow_flight::FlightDescriptor::new_path(vec!["secrets".to_string()]);
+    let stream = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(vec![Ok(logs_batch(1000, 50))]));
+    let e = match forged.do_put(stream).await {
+        Ok(s) => futures::TryStreamExt::try_collect::<Vec<_>>(s)
+            .await
+            .expect_err("a forged write"),
+        Err(e) => e,
+    };
+    assert_eq!(to_status(e).code(), tonic::Code::Unauthenticated);
+    let (code, _) = http(
+        "POST",
+        &format!("{}/v1/ingest/secrets", c.ingest[0].http),
+        "{\"ts\":\"2026-01-01T00:00:00Z\",\"host\":\"x\",\"id\":1}\n",
+        None,
+    )
+    .await;
+    assert_eq!(
+        code, 401,
+        "the node's HTTP ingest is closed to outsiders too"
+    );
+    // The cluster's own secret is accepted (what the gateway sends).
+    let n = direct_query(
+        compute,
+        &[
+            ("x-strata-tenant", "acme"),
+            ("x-strata-cluster-token", CLUSTER_SECRET),
+        ],
+        count,
+    )
+    .await
+    .expect("the cluster secret");
+    assert_eq!(n, 50, "nothing forged was stored");
+    assert_eq!(scalar_i64(&query(&mut sql, count).await.unwrap()), 50);
 }

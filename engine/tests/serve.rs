@@ -27,30 +27,6 @@ fn serve(test: &str, extra: &[&str]) -> (Proc, tempfile::TempDir, String) {
     (p, dir, url)
 }
 
-async fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let code = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
-
 fn strata(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
@@ -314,6 +290,14 @@ scopes = ["read", "write"]
     );
     // Tokens never appear in the error messages.
     assert!(!e.message().contains("globex-writer"));
+    // The status page shows a tenant's tables to that tenant only, and none without a token.
+    let status = |t: Option<&'static str>| {
+        let url = format!("{}/v1/status", p.http);
+        async move { http("GET", &url, "", t).await.1 }
+    };
+    assert!(status(Some("acme-reader")).await.contains("\"secret\""));
+    assert!(!status(Some("globex-writer")).await.contains("\"secret\""));
+    assert!(!status(None).await.contains("\"secret\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,4 +413,136 @@ async fn the_ready_line_names_the_bound_ports() {
     assert_eq!(code, 200, "{line}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Slow or idle clients cannot hold the HTTP port: connections that send nothing are closed
+/// after the idle timeout, and at most `http_max_connections` are open at once (the next
+/// waits for a slot instead of piling up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http_connections_are_closed_and_bounded() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &["serve", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            ("STRATA__NODE__HTTP_MAX_CONNECTIONS", "4"),
+            ("STRATA__NODE__HTTP_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    let addr = format!("127.0.0.1:{}", p.http_port);
+    // A slow client: sends half a request line, then nothing.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /heal")
+            .await
+            .unwrap();
+        idle.push(s);
+    }
+    let t0 = std::time::Instant::now();
+    let (code, _) = http("GET", &format!("{}/healthz", p.http), "", None).await;
+    assert_eq!(
+        code, 200,
+        "a new client is served once the stalled ones are gone"
+    );
+    let waited = t0.elapsed();
+    for mut s in idle {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the server closes a stalled connection")
+            .unwrap_or(0);
+        let _ = n; // EOF or an error response, then EOF: either way it was closed.
+        let rest = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed");
+        assert!(matches!(rest, Ok(0) | Err(_)), "the connection is closed");
+    }
+    eprintln!("a fifth client waited {waited:?} for a slot");
+}
+
+/// A tenant's open log tails are bounded; closing one frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_log_tails_are_bounded_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &[
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--default-shards",
+            "1",
+        ],
+        &[("STRATA__GATEWAY__FLIGHT__MAX_LOG_TAILS_PER_TENANT", "2")],
+    );
+    put(&p.grpc, "tl", logs_batch(0, 10), None).await.unwrap();
+    let ticket =
+        || Ticket::new(r#"{"log":{"table":"tl","shard":0,"from_offset":10,"follow":true}}"#);
+    let mut fc = FlightClient::new(channel(&p.grpc).await);
+    let a = fc.do_get(ticket()).await.expect("first tail");
+    let _b = fc.do_get(ticket()).await.expect("second tail");
+    let e = match fc.do_get(ticket()).await {
+        Ok(mut s) => s
+            .next()
+            .await
+            .and_then(Result::err)
+            .expect("a third tail is refused"),
+        Err(e) => e,
+    };
+    let status = to_status(e);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("max_log_tails_per_tenant"),
+        "{}",
+        status.message()
+    );
+    drop(a);
+    // The server notices the closed stream and frees its slot.
+    let mut reopened = false;
+    for _ in 0..50 {
+        if fc.do_get(ticket()).await.is_ok() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened, "a slot frees up when a tail is closed");
+}
+
+/// An HTTP body over the ingest limit is refused (413) and stores nothing; a JSON line nested
+/// too deep is refused naming the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_and_json_lines_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &[
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--max-batch-bytes",
+            "4096",
+        ],
+        &[],
+    );
+    let url = format!("{}/v1/ingest/bounded", p.http);
+    let line = "{\"ts\":\"2026-01-01T00:00:00Z\",\"host\":\"a\",\"n\":1}\n";
+    let (code, body) = http("POST", &url, line, None).await;
+    assert_eq!(code, 200, "{body}");
+    let big = line.repeat(200); // ~9 KB
+    let (code, _) = http("POST", &url, &big, None).await;
+    assert_eq!(code, 413, "a body over --max-batch-bytes is refused");
+    let deep = format!(
+        "{{\"ts\":\"2026-01-01T00:00:01Z\",\"host\":\"b\",\"n\":{}1{}}}\n",
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let (code, body) = http("POST", &url, &deep, None).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("nested deeper"), "{body}");
+    let mut c = sql_client(&p.grpc).await;
+    assert_eq!(
+        scalar_i64(&query(&mut c, "SELECT count(*) FROM bounded").await.unwrap()),
+        1,
+        "refused bodies store nothing"
+    );
 }
