@@ -309,6 +309,13 @@ impl QueryEngine {
         self.inner.wal_listings.invalidate_table(table);
     }
 
+    /// `table` was created, altered or given a delete rule in this process: the next query
+    /// reads its manifest again.
+    pub fn note_change(&self, table: &str) {
+        self.inner.manifests.invalidate(table);
+        self.inner.wal_listings.invalidate_table(table);
+    }
+
     /// The state of `table` queries see now: its name, manifest version and, per shard,
     /// the sequence after its newest WAL entry (its floor if none), from the same manifest
     /// and listings the next query uses (so keying results on it costs no extra requests).

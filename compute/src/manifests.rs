@@ -57,6 +57,14 @@ impl ManifestCache {
         }
     }
 
+    /// Forget `table` (its definition or rules changed in this process) and the table list.
+    pub(crate) fn invalidate(&self, table: &str) {
+        self.entries
+            .lock()
+            .retain(|name, _| !name.eq_ignore_ascii_case(table));
+        *self.tables.lock() = None;
+    }
+
     /// Forget everything (after a stale plan, when the culprit table is unknown).
     pub(crate) fn invalidate_all(&self) {
         self.entries.lock().clear();

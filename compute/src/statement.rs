@@ -110,6 +110,20 @@ pub enum StatementKind {
     Other,
 }
 
+impl StatementKind {
+    /// The table a DDL statement changes (`None` for queries and others).
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            StatementKind::CreateTable(spec) => Some(&spec.name),
+            StatementKind::Delete { table, .. }
+            | StatementKind::DropTable { table, .. }
+            | StatementKind::Truncate { table }
+            | StatementKind::AlterTable { table, .. } => Some(table),
+            StatementKind::Query | StatementKind::Other => None,
+        }
+    }
+}
+
 /// One change of an `ALTER TABLE`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterChange {

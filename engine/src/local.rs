@@ -452,7 +452,17 @@ impl strata_gateway::QueryBackend for LocalQuery {
     ) -> Result<(arrow::datatypes::SchemaRef, BatchStream), BackendError> {
         let kind =
             strata_compute::parse_statement_kind(&req.sql).map_err(crate::errors::from_compute)?;
-        if let Some(b) = self.ddl(&req.caller, kind).await? {
+        let changed = kind.table().map(str::to_string);
+        let answer = self.ddl(&req.caller, kind).await;
+        // Whatever the DDL did (even on failure: a commit's outcome may be unknown), this
+        // process's queries read the table's manifest again.
+        if let Some(table) = &changed {
+            let t = self.tenants.get(req.caller.tenant.as_deref()).await?;
+            if let Some(q) = &t.query {
+                q.note_change(table);
+            }
+        }
+        if let Some(b) = answer? {
             let schema = b.schema();
             return Ok((schema, futures::stream::iter(vec![Ok(b)]).boxed()));
         }
