@@ -8,7 +8,7 @@ use std::time::Duration;
 pub struct QueryConfig {
     /// Memory one query may hold (hash tables, sort buffers, ...). A query that needs more
     /// spills (if [`Self::spill_dir`] is set) or fails with `ResourceExhausted`.
-    /// Default: 512 MiB.
+    /// Default: 1 GiB, half of [`Self::node_memory_bytes`].
     pub memory_limit_bytes: usize,
     /// Wall-clock limit of a query, planning and streaming included; a query's own
     /// timeout may only shorten it. Default: 60 s.
@@ -72,7 +72,7 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
-            memory_limit_bytes: 512 << 20,
+            memory_limit_bytes: 1 << 30,
             query_timeout: Duration::from_secs(60),
             max_concurrent_queries: 16,
             admission_wait: Duration::from_secs(1),

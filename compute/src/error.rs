@@ -130,9 +130,18 @@ impl From<DataFusionError> for Error {
             other => other,
         };
         let kind = classify(&e);
+        let mut message = e.strip_backtrace();
+        // DataFusion's own memory errors name its settings, not ours.
+        if kind == ErrorKind::ResourceExhausted && !message.contains("query.") {
+            message.push_str(
+                "; the query needs more memory than it may hold: raise \
+                 query.memory_limit_bytes (per query) or query.node_memory_bytes (all queries \
+                 of a node), or narrow the query",
+            );
+        }
         Error::Query {
             kind,
-            message: e.strip_backtrace(),
+            message,
             source: e,
         }
     }

@@ -95,7 +95,7 @@ pub struct NodeArgs {
     /// Largest write request in bytes [default: 67108864]
     #[arg(long, env = "STRATA_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<usize>,
-    /// Memory limit per query in bytes [default: 536870912]
+    /// Memory limit per query in bytes [default: half of query.node_memory_bytes, 1073741824]
     #[arg(long, env = "STRATA_QUERY_MEMORY_LIMIT")]
     pub query_memory_limit: Option<usize>,
     /// Query timeout in seconds [default: 60]

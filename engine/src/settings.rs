@@ -109,7 +109,7 @@ pub struct IngestSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerySettings {
-    /// Memory per query in bytes. Default: 512 MiB.
+    /// Memory per query in bytes. Default: half of `node_memory_bytes` (1 GiB).
     pub memory_limit_bytes: Option<usize>,
     /// Query timeout in seconds. Default: 60.
     pub timeout_secs: Option<u64>,
@@ -268,7 +268,10 @@ impl Settings {
         let d = strata_compute::QueryConfig::default();
         let q = &self.query;
         strata_compute::QueryConfig {
-            memory_limit_bytes: q.memory_limit_bytes.unwrap_or(d.memory_limit_bytes),
+            // One query may take half the node's query memory unless told otherwise.
+            memory_limit_bytes: q
+                .memory_limit_bytes
+                .unwrap_or(q.node_memory_bytes.unwrap_or(d.node_memory_bytes) / 2),
             query_timeout: q.timeout_secs.map_or(d.query_timeout, Duration::from_secs),
             max_concurrent_queries: q.max_concurrent.unwrap_or(d.max_concurrent_queries),
             cache_memory_bytes: q.cache_memory_bytes.unwrap_or(d.cache_memory_bytes),

@@ -3,7 +3,9 @@
 mod budget;
 mod cache;
 mod confinement;
+mod differential;
 mod freshness;
+mod joins;
 mod lifecycle;
 mod pruning;
 mod rules_review;
