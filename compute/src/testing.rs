@@ -262,6 +262,7 @@ pub(crate) async fn write_segment(
     let opts = SegmentOptions {
         row_group_rows: 1024,
         zstd_level: 1,
+        ..SegmentOptions::default()
     };
     let seg = encode_segment(def, std::slice::from_ref(batch), &opts).expect("encode");
     let path = paths::new_segment(&def.name, shard, seg.min_ts);

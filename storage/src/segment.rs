@@ -1,5 +1,7 @@
 //! Parquet segments: sorted by time, zstd, page-level statistics (column and offset index),
-//! bloom filters on configured columns, and statistics for the manifest.
+//! bloom filters on configured columns and on high-cardinality columns measured in the data
+//! ([`measured_bloom_columns`]: a table made by its first write gets them without being told),
+//! and statistics for the manifest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub struct SegmentOptions {
     pub row_group_rows: usize,
     /// zstd level. Default: 1 (flush), compaction may use more.
     pub zstd_level: i32,
+    /// Bloom filters beyond the table's `bloom_columns` (see [`measured_bloom_columns`]).
+    pub extra_bloom_columns: Vec<String>,
 }
 
 impl Default for SegmentOptions {
@@ -37,6 +41,7 @@ impl Default for SegmentOptions {
         Self {
             row_group_rows: 65_536,
             zstd_level: 1,
+            extra_bloom_columns: Vec::new(),
         }
     }
 }
@@ -88,7 +93,14 @@ pub fn writer_properties(
         }]));
     }
     let ndv = rows_hint.clamp(1024, opts.row_group_rows.max(1024)) as u64;
-    for c in &def.bloom_columns {
+    let mut blooms: Vec<&String> = def
+        .bloom_columns
+        .iter()
+        .chain(&opts.extra_bloom_columns)
+        .collect();
+    blooms.sort();
+    blooms.dedup();
+    for c in blooms {
         let path = ColumnPath::from(c.as_str());
         b = b
             .set_column_bloom_filter_enabled(path.clone(), true)
@@ -96,6 +108,74 @@ pub fn writer_properties(
             .set_column_bloom_filter_max_ndv(path, ndv);
     }
     Ok(b.build())
+}
+
+/// Rows sampled to measure a column's cardinality.
+const BLOOM_SAMPLE_ROWS: usize = 8192;
+/// Fewer rows than this: no measured bloom filters (small segments are cheap to scan).
+const BLOOM_MIN_ROWS: usize = 1024;
+
+/// Columns of `batch` that deserve a bloom filter though the table does not declare one:
+/// strings, binary and integers whose sample (the first 8,192 rows) is at least half
+/// distinct values, the kind point lookups filter by (ids, trace ids, keys). The time
+/// column, offsets and low-cardinality columns get none: min/max statistics and the page
+/// index already prune those.
+pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+    use std::collections::HashSet;
+    if batch.num_rows() < BLOOM_MIN_ROWS {
+        return Vec::new();
+    }
+    let n = batch.num_rows().min(BLOOM_SAMPLE_ROWS);
+    let distinct = |c: &ArrayRef| -> Option<usize> {
+        let c = c.slice(0, n);
+        Some(match c.data_type() {
+            DataType::Utf8 => c.as_string::<i32>().iter().collect::<HashSet<_>>().len(),
+            DataType::LargeUtf8 => c.as_string::<i64>().iter().collect::<HashSet<_>>().len(),
+            DataType::Utf8View => c.as_string_view().iter().collect::<HashSet<_>>().len(),
+            DataType::Binary => c.as_binary::<i32>().iter().collect::<HashSet<_>>().len(),
+            DataType::FixedSizeBinary(_) => c
+                .as_fixed_size_binary()
+                .iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            DataType::Int64 => c
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            DataType::UInt64 => c
+                .as_primitive::<UInt64Type>()
+                .iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            DataType::Int32 => c
+                .as_primitive::<Int32Type>()
+                .iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            DataType::UInt32 => c
+                .as_primitive::<UInt32Type>()
+                .iter()
+                .collect::<HashSet<_>>()
+                .len(),
+            _ => return None,
+        })
+    };
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| {
+            f.name() != OFFSET_COLUMN
+                && def.time_column.as_deref() != Some(f.name().as_str())
+                && !def.bloom_columns.contains(f.name())
+        })
+        .filter(|(_, c)| distinct(c).is_some_and(|d| d * 2 >= n))
+        .map(|(f, _)| f.name().clone())
+        .collect()
 }
 
 /// Sort `batch` by the table's time column (stable: equal times keep offset order).
@@ -132,7 +212,11 @@ pub fn encode_segment(
     let schema = first.schema();
     let batch = concat_batches(&schema, batches)?;
     let batch = sort_by_time(def, &batch)?;
-    let props = writer_properties(def, opts, batch.num_rows())?;
+    let opts = SegmentOptions {
+        extra_bloom_columns: measured_bloom_columns(def, &batch),
+        ..opts.clone()
+    };
+    let props = writer_properties(def, &opts, batch.num_rows())?;
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
     let mut w = ArrowWriter::try_new(&mut buf, Arc::clone(&schema), Some(props))?;
     w.write(&batch)?;
@@ -281,6 +365,48 @@ mod tests {
             bloom_columns: vec!["id".into()],
             created_at_ms: 0,
         }
+    }
+
+    /// A table made by its first write declares no bloom columns: high-cardinality ones get
+    /// a filter anyway, low-cardinality ones and the time column do not.
+    #[test]
+    fn high_cardinality_columns_get_bloom_filters_undeclared() {
+        let d = TableDef {
+            bloom_columns: vec![],
+            ..def()
+        };
+        let n = 4096i64;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("id", DataType::Int64, false),
+            Field::new("msg", DataType::Utf8, true),
+            Field::new(OFFSET_COLUMN, DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..n)),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i * 7))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| ["INFO", "WARN", "ERROR"][(i % 3) as usize]),
+                )),
+                Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(measured_bloom_columns(&d, &batch), vec!["id".to_string()]);
+        let seg = encode_segment(&d, &[batch], &SegmentOptions::default()).unwrap();
+        let meta = parquet::file::serialized_reader::SerializedFileReader::new(seg.bytes)
+            .map(|r| parquet::file::reader::FileReader::metadata(&r).clone())
+            .unwrap();
+        let rg = meta.row_group(0);
+        let has = |i: usize| rg.column(i).bloom_filter_offset().is_some();
+        assert!(has(1), "bloom filter on the unique id");
+        assert!(!has(0) && !has(2) && !has(3), "none on ts, msg or offsets");
     }
 
     #[test]

@@ -363,6 +363,8 @@ impl Output {
         let opts = SegmentOptions {
             row_group_rows: env.opts.row_group_rows,
             zstd_level: env.opts.zstd_level,
+            // Measured on the first batch of the run's merged output.
+            extra_bloom_columns: strata_storage::segment::measured_bloom_columns(def, first),
         };
         let props = writer_properties(def, &opts, rows_hint)?;
         let stats = StatsBuilder::new(env.manifest);
