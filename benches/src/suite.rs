@@ -111,6 +111,11 @@ pub struct Args {
     /// answered from it); by default it is off for those and measured apart (`result cache hit`)
     #[arg(long)]
     pub result_cache: bool,
+    /// Load `logs` into a table made by its first write (no CREATE TABLE: no shard key, no
+    /// bloom columns declared), as a new user loading files would; compare with a run without
+    /// it (the tuned table)
+    #[arg(long)]
+    pub newcomer: bool,
     /// Extra argument for `strata serve` (repeatable), e.g. --serve-arg=--query-memory-limit=1073741824
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
@@ -813,11 +818,15 @@ async fn strata_phase(
                 rows: ds.rows,
                 seed: args.seed,
             };
-            let created = create_table(
-                &mut client,
-                &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?,
-            )
-            .await;
+            let created = if args.newcomer {
+                "first write (--newcomer: nothing declared)".to_string()
+            } else {
+                create_table(
+                    &mut client,
+                    &create_table_sql("logs", &logs_schema(), &logs_table_options(4))?,
+                )
+                .await
+            };
             let (prepared, _) =
                 prepare(&spec.table, spec.seed, spec.rows, spec.batch_rows, false).await?;
             let mut r = crate::ingest::run(&url, &spec, prepared).await?;

@@ -45,6 +45,7 @@ use crate::confine;
 use crate::error::{Error, Result, is_stale_manifest};
 use crate::manifests::ManifestCache;
 use crate::memory::QueryMemoryPool;
+use crate::paths::PathCounts;
 use crate::runtime::QueryRuntime;
 use crate::schema_provider::{CATALOG_NAME, SCHEMA_NAME, StrataSchema};
 use crate::store_registry::SingleStoreRegistry;
@@ -114,6 +115,8 @@ struct Inner {
     /// This engine's view of the node's decoded-WAL cache.
     wal_cache: WalCache,
     wal_listings: Arc<WalListings>,
+    /// How often this engine's queries took each planning and pruning path.
+    paths: Arc<PathCounts>,
     node: NodeResources,
 }
 
@@ -285,12 +288,14 @@ impl QueryEngine {
             )),
             ..node.env.as_ref().clone()
         });
-        let template = session_template(&config, Arc::clone(&runtime));
+        let paths = Arc::new(PathCounts::default());
+        let template = session_template(&config, Arc::clone(&runtime), &paths);
         Ok(Self {
             inner: Arc::new(Inner {
                 manifests: Arc::new(ManifestCache::new(catalog, config.manifest_ttl)),
                 wal_cache: node.wal_cache.scoped(),
                 wal_listings: Arc::new(WalListings::new(config.manifest_ttl)),
+                paths,
                 config,
                 cache,
                 store: data,
@@ -346,6 +351,11 @@ impl QueryEngine {
             })
             .collect();
         Ok(Some((m.table.name.clone(), m.version, wal)))
+    }
+
+    /// How often this engine's queries took each planning and pruning path.
+    pub fn paths(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.inner.paths.snapshot()
     }
 
     /// What this engine shares with the other engines of its node.
@@ -562,6 +572,7 @@ impl QueryEngine {
             catalog: inner.manifests.catalog().clone(),
             wal_cache: inner.wal_cache.clone(),
             wal_listings: Arc::clone(&inner.wal_listings),
+            paths: Arc::clone(&inner.paths),
             now_micros,
         };
         let catalog = MemoryCatalogProvider::new();
@@ -593,7 +604,11 @@ impl QueryEngine {
     }
 }
 
-fn session_template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+fn session_template(
+    config: &QueryConfig,
+    runtime: Arc<RuntimeEnv>,
+    paths: &Arc<PathCounts>,
+) -> SessionState {
     let mut session = SessionConfig::new()
         .with_target_partitions(config.target_partitions.max(1))
         .with_batch_size(config.batch_size.max(1))
@@ -607,7 +622,7 @@ fn session_template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionSt
     parquet.bloom_filter_on_read = true;
     // No table factories and no file formats: nothing can be created from SQL.
     let mut builder = SessionStateBuilder::new();
-    for rule in crate::rules::optimizer_rules() {
+    for rule in crate::rules::optimizer_rules(paths) {
         builder = builder.with_optimizer_rule(rule);
     }
     builder = builder.with_physical_optimizer_rule(Arc::new(crate::rules::GuardJoins {

@@ -37,6 +37,7 @@ pub mod error;
 mod functions;
 mod manifests;
 mod memory;
+mod paths;
 mod pruning;
 mod rules;
 pub mod runtime;
@@ -56,6 +57,7 @@ pub use cache::{CacheOptions, CacheTier, CachedStore};
 pub use config::QueryConfig;
 pub use engine::{NodeResources, QueryContext, QueryEngine, QueryResult, STORE_URL};
 pub use error::{Error, ErrorKind, Result};
+pub use paths::PathCounts;
 pub use runtime::QueryRuntime;
 pub use schema_provider::{CATALOG_NAME, SCHEMA_NAME};
 pub use statement::{

@@ -60,6 +60,8 @@ pub(crate) struct ScanEnv {
     pub(crate) wal_cache: WalCache,
     /// WAL listings reused for the manifest TTL, shared by all queries of the engine.
     pub(crate) wal_listings: Arc<WalListings>,
+    /// The engine's path counters.
+    pub(crate) paths: Arc<crate::paths::PathCounts>,
     /// "Now" for retention, fixed when the query started.
     pub(crate) now_micros: i64,
 }
@@ -327,6 +329,17 @@ impl TableProvider for StrataTable {
             shards = shards.len(),
             "pruned scan"
         );
+        {
+            use crate::paths::Path;
+            let paths = &self.env.paths;
+            paths.hit(Path::Scan);
+            if segments.len() < self.manifest.segments.len() {
+                paths.hit(Path::SegmentsPruned);
+            }
+            if shards.len() < self.manifest.shards.len() {
+                paths.hit(Path::ShardsPruned);
+            }
+        }
 
         let wal = wal_source::read_unflushed(
             &self.env.store,
@@ -339,6 +352,9 @@ impl TableProvider for StrataTable {
         )
         .await
         .map_err(Error::into_datafusion)?;
+        if !wal.is_empty() {
+            self.env.paths.hit(crate::paths::Path::WalTail);
+        }
         let wal_shards: BTreeSet<u32> = wal.iter().map(|(shard, _)| *shard).collect();
         let keep = self.keep_filter(state, &segments, &wal_shards)?;
         let wanted: Vec<usize> = match projection {

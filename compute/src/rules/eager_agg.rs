@@ -41,7 +41,9 @@ use super::unalias;
 
 /// See the module docs.
 #[derive(Debug, Default)]
-pub(crate) struct AggregateBeforeJoin;
+pub(crate) struct AggregateBeforeJoin {
+    pub(crate) paths: std::sync::Arc<crate::paths::PathCounts>,
+}
 
 /// The other side must have at most this fraction of the fact side's rows.
 const MAX_DIMENSION_FRACTION: usize = 10;
@@ -71,7 +73,10 @@ impl OptimizerRule for AggregateBeforeJoin {
             return Ok(Transformed::no(plan));
         };
         match rewrite_aggregate(agg)? {
-            Some(new) => Ok(Transformed::yes(new)),
+            Some(new) => {
+                self.paths.hit(crate::paths::Path::AggregateBeforeJoin);
+                Ok(Transformed::yes(new))
+            }
             None => Ok(Transformed::no(plan)),
         }
     }

@@ -44,7 +44,9 @@ use super::unalias;
 /// Rewrites `row_number() OVER (PARTITION BY k ORDER BY o) ... WHERE rn = 1` into a
 /// `first_value(... ORDER BY o)` aggregate grouped by `k`. See the module docs.
 #[derive(Debug, Default)]
-pub(crate) struct LastRowPerKey;
+pub(crate) struct LastRowPerKey {
+    pub(crate) paths: Arc<crate::paths::PathCounts>,
+}
 
 /// How many plan nodes may sit between the filter and the window.
 const MAX_DEPTH: usize = 4;
@@ -71,7 +73,10 @@ impl OptimizerRule for LastRowPerKey {
             return Ok(Transformed::no(plan));
         };
         match rewrite_filter(filter)? {
-            Some(new) => Ok(Transformed::yes(new)),
+            Some(new) => {
+                self.paths.hit(crate::paths::Path::LastRowRewrite);
+                Ok(Transformed::yes(new))
+            }
             None => Ok(Transformed::no(plan)),
         }
     }

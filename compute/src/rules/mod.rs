@@ -13,9 +13,19 @@ pub(crate) use eager_agg::AggregateBeforeJoin;
 pub(crate) use guard::GuardJoins;
 pub(crate) use last_row::LastRowPerKey;
 
-/// Rules appended after DataFusion's default logical optimizer rules.
-pub(crate) fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-    vec![Arc::new(LastRowPerKey), Arc::new(AggregateBeforeJoin)]
+/// Rules appended after DataFusion's default logical optimizer rules; each counts its
+/// rewrites in `paths`.
+pub(crate) fn optimizer_rules(
+    paths: &Arc<crate::paths::PathCounts>,
+) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    vec![
+        Arc::new(LastRowPerKey {
+            paths: Arc::clone(paths),
+        }),
+        Arc::new(AggregateBeforeJoin {
+            paths: Arc::clone(paths),
+        }),
+    ]
 }
 
 /// `e` without the aliases wrapped around it.

@@ -322,10 +322,15 @@ async fn strata_answers_like_datafusion_on_random_queries() {
     )
     .await;
     assert_eq!(hidden, vec![vec![Cell::I(0)]]);
+    let paths = engine.paths();
     eprintln!(
         "differential: {checked} queries equal ({empty} empty answers), {both_failed} refused \
-         by both, seed {seed}"
+         by both, seed {seed}; paths taken: {paths:?}"
     );
+    // Every rewrite and pruning path was exercised (a path no query reaches checks nothing).
+    for (path, n) in &paths {
+        assert!(*n > 0, "no generated query took the path `{path}`");
+    }
     assert!(
         checked >= n * 9 / 10,
         "most queries must run: {checked} of {n}"

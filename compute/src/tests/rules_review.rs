@@ -87,7 +87,7 @@ fn context(with_rules: bool) -> SessionContext {
         .with_default_features()
         .with_config(config);
     if with_rules {
-        for rule in crate::rules::optimizer_rules() {
+        for rule in crate::rules::optimizer_rules(&Default::default()) {
             builder = builder.with_optimizer_rule(rule);
         }
         builder = builder.with_aggregate_functions(crate::functions::aggregate_functions());
