@@ -310,8 +310,12 @@ impl QueryEngine {
     /// A write to `table` was acknowledged in this process: the next query lists its WAL
     /// again instead of reusing a listing (read-your-writes in one process; across
     /// processes, writes are seen within [`QueryConfig::manifest_ttl`]).
-    pub fn note_write(&self, table: &str) {
+    pub fn note_write(&self, table: &str, manifest_version: Option<u64>) {
         self.inner.wal_listings.invalidate_table(table);
+        // A write that created the table or added columns committed a newer manifest.
+        if let Some(v) = manifest_version {
+            self.inner.manifests.saw_version(table, v);
+        }
     }
 
     /// `table` was created, altered or given a delete rule in this process: the next query

@@ -19,6 +19,8 @@ pub(crate) struct ManifestCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Arc<TableManifest>)>>,
     tables: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    /// Bumped by every invalidation: a load started before one is not kept.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ManifestCache {
@@ -28,6 +30,7 @@ impl ManifestCache {
             ttl,
             entries: Mutex::default(),
             tables: Mutex::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -45,11 +48,18 @@ impl ManifestCache {
         {
             return Ok(Some(Arc::clone(m)));
         }
+        let (loaded_at, generation) = (Instant::now(), self.generation());
         match self.catalog.load(&name).await {
             Ok(m) => {
-                self.entries
-                    .lock()
-                    .insert(name, (Instant::now(), Arc::clone(&m)));
+                let mut entries = self.entries.lock();
+                let newer_known = entries
+                    .get(&name)
+                    .is_some_and(|(_, known)| known.version > m.version);
+                // Kept only if no invalidation happened meanwhile and it is not older than
+                // what another query already cached; aged from before the read.
+                if self.generation() == generation && !newer_known {
+                    entries.insert(name, (loaded_at, Arc::clone(&m)));
+                }
                 Ok(Some(m))
             }
             Err(strata_storage::Error::TableNotFound(_)) => Ok(None),
@@ -59,15 +69,39 @@ impl ManifestCache {
 
     /// Forget `table` (its definition or rules changed in this process) and the table list.
     pub(crate) fn invalidate(&self, table: &str) {
-        self.entries
-            .lock()
-            .retain(|name, _| !name.eq_ignore_ascii_case(table));
+        let mut entries = self.entries.lock();
+        self.bump();
+        entries.retain(|name, _| !name.eq_ignore_ascii_case(table));
         *self.tables.lock() = None;
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Forget `table` if this cache holds a version older than `version` (a commit this
+    /// process made or saw, e.g. a write that added a column).
+    pub(crate) fn saw_version(&self, table: &str, version: u64) {
+        let stale = self
+            .entries
+            .lock()
+            .get(&table.to_ascii_lowercase())
+            .is_some_and(|(_, m)| m.version < version);
+        if stale {
+            self.invalidate(table);
+        }
     }
 
     /// Forget everything (after a stale plan, when the culprit table is unknown).
     pub(crate) fn invalidate_all(&self) {
-        self.entries.lock().clear();
+        let mut entries = self.entries.lock();
+        self.bump();
+        entries.clear();
         *self.tables.lock() = None;
     }
 

@@ -46,6 +46,8 @@ type ListingKey = (String, u32, u64);
 pub(crate) struct WalListings {
     ttl: Duration,
     entries: parking_lot::Mutex<HashMap<ListingKey, (Instant, Listing)>>,
+    /// Bumped by every invalidation: a listing started before one is not kept.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl WalListings {
@@ -56,7 +58,12 @@ impl WalListings {
         Self {
             ttl,
             entries: parking_lot::Mutex::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn get(&self, table: &str, shard: u32, floor: u64) -> Option<Listing> {
@@ -65,30 +72,40 @@ impl WalListings {
         (at.elapsed() < self.ttl).then(|| Arc::clone(listing))
     }
 
-    fn put(&self, table: &str, shard: u32, floor: u64, listing: Listing) {
+    /// Keep `listing`, taken at `listed_at` (before the LIST was sent, so it is reused at
+    /// most `ttl` after it could have missed an entry), unless an invalidation happened since
+    /// `generation` was read.
+    fn put(&self, key: ListingKey, listing: Listing, listed_at: Instant, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries.lock();
+        if self.generation() != generation {
+            return;
+        }
         if entries.len() >= Self::MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
             if entries.len() >= Self::MAX_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert((table.to_string(), shard, floor), (Instant::now(), listing));
+        entries.insert(key, (listed_at, listing));
     }
 
     /// Forget every listing (after a stale plan).
     pub(crate) fn invalidate_all(&self) {
-        self.entries.lock().clear();
+        let mut entries = self.entries.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.clear();
     }
 
     /// Forget the listings of `table` (a write to it was acknowledged in this process).
     pub(crate) fn invalidate_table(&self, table: &str) {
-        self.entries
-            .lock()
-            .retain(|(t, _, _), _| !t.eq_ignore_ascii_case(table));
+        let mut entries = self.entries.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.retain(|(t, _, _), _| !t.eq_ignore_ascii_case(table));
     }
 }
 
@@ -211,6 +228,7 @@ pub(crate) async fn checked_listings(
             None => missing.push(shard),
         }
     }
+    let (listed_at, generation) = (Instant::now(), listings.generation());
     let fresh: Vec<(u32, Listing)> = futures::stream::iter(missing)
         .map(|shard| async move {
             let l = wal::list(store.as_ref(), table, shard, floor_of(shard)).await?;
@@ -229,7 +247,8 @@ pub(crate) async fn checked_listings(
         return Err(Error::StaleManifest(table.to_string()));
     }
     for (shard, l) in &fresh {
-        listings.put(table, *shard, floor_of(*shard), Arc::clone(l));
+        let key = (table.to_string(), *shard, floor_of(*shard));
+        listings.put(key, Arc::clone(l), listed_at, generation);
     }
     listed.extend(fresh);
     listed.sort_unstable_by_key(|(shard, _)| *shard);

@@ -393,7 +393,9 @@ pub async fn maintain_table(
 ) -> TableReport {
     let started = Instant::now();
     let mut r = TableReport::new(tenant, table);
-    if let Err(e) = compact_table(catalog, table, opts, metrics, &mut r).await {
+    // A dropped table has nothing to compact; GC still collects its objects.
+    let dropped = matches!(catalog.load_any(table).await, Ok(m) if m.dropped);
+    if !dropped && let Err(e) = compact_table(catalog, table, opts, metrics, &mut r).await {
         r.errors.push(e.to_string());
     }
     match gc::collect_table(catalog, table, &opts.gc).await {
@@ -409,6 +411,7 @@ pub async fn maintain_table(
         Err(e) => r.errors.push(format!("gc: {e}")),
     }
     match catalog.load(table).await {
+        Err(strata_storage::Error::TableNotFound(_)) if dropped => {}
         Ok(m) => {
             let now = now_micros();
             r.segments_after = m.segments.len();

@@ -46,7 +46,12 @@ impl IngestBackend for LocalIngest {
             .await
             .map_err(from_ingest)?;
         if let Some(q) = &t.query {
-            q.note_write(&table);
+            // The ingest side's newest manifest of the table (it commits new columns).
+            let version = t
+                .catalog
+                .cached(&table.to_ascii_lowercase())
+                .map(|m| m.version);
+            q.note_write(&table, version);
         }
         Ok(WriteAck {
             rows: r.rows,
@@ -251,13 +256,17 @@ impl LocalQuery {
         };
         match kind {
             K::Query | K::Other | K::Truncate { .. } => Ok(None),
-            K::DropTable { table, .. } => Err(BackendError::new(
-                ErrorKind::FailedPrecondition,
-                format!(
-                    "DROP TABLE is not supported yet: remove `{table}`'s rows with TRUNCATE \
-                     (compaction and GC then free their storage)"
-                ),
-            )),
+            K::DropTable { table, if_exists } => {
+                match t.catalog.drop_table(&table).await {
+                    Ok(()) => {}
+                    Err(strata_storage::Error::TableNotFound(_)) if if_exists => {}
+                    Err(e) => return Err(from_storage(&e)),
+                }
+                if let Some(node) = &t.ingest {
+                    node.forget_table(&table).await;
+                }
+                Ok(Some(count_batch(0)?.1))
+            }
             K::AlterTable {
                 table,
                 if_exists,
@@ -547,9 +556,9 @@ impl strata_gateway::QueryBackend for LocalQuery {
 /// # Freshness
 /// Compute engines reuse a manifest for `manifest_ttl` (100 ms by default), so a query
 /// started just after a commit may still run on the previous manifest. A result is cached
-/// only once every manifest version it reads has been known to this source for `settle`
-/// (at least the compute nodes' `manifest_ttl`); before that, queries run uncached. New WAL
-/// entries need no wait: every query lists the WAL afresh. Time-based effects that no
+/// only once the state it reads (manifest versions and WAL sequences) has been known to this
+/// source for `settle` (twice the compute nodes' `manifest_ttl`, for which they reuse
+/// manifests and WAL listings); before that, queries run uncached. Time-based effects that no
 /// version records (rows aging past retention) are bounded by the cache's TTL.
 pub struct CatalogVersions {
     tenants: Arc<Tenants>,
@@ -570,7 +579,7 @@ type PolledStates =
 
 /// (tenant, table) → the newest manifest version seen, and when it was first seen.
 type SeenVersions =
-    std::collections::HashMap<(Option<String>, String), (u64, tokio::time::Instant)>;
+    std::collections::HashMap<(Option<String>, String), ((u64, u64), tokio::time::Instant)>;
 
 impl CatalogVersions {
     /// At most this many (tenant, table) pairs are tracked; beyond, the memory of when
@@ -723,12 +732,15 @@ impl CatalogVersions {
         Ok(Some((m.table.name.clone(), m.version, wal)))
     }
 
-    /// Whether `version` of the table has been known for `settle` at `now`.
+    /// Whether the table's `state` (manifest version, then the sum of its shards' next WAL
+    /// sequences: both only grow) has been unchanged for `settle` at `now`. Compute nodes
+    /// reuse manifests and WAL listings for up to `manifest_ttl`, so a result is cached only
+    /// once every node must be answering from this state, never one that lacks new rows.
     fn settled(
         &self,
         tenant: Option<&String>,
         table: &str,
-        version: u64,
+        version: (u64, u64),
         now: tokio::time::Instant,
     ) -> bool {
         let mut seen = self
@@ -771,7 +783,8 @@ impl strata_gateway::VersionSource for CatalogVersions {
                 return Ok(None);
             };
             // Every table is noted, so a join becomes cacheable as soon as all are settled.
-            settled &= self.settled(caller.tenant.as_ref(), &name, version, started);
+            let wal_mark = wal.iter().map(|(_, seq)| *seq).sum::<u64>();
+            settled &= self.settled(caller.tenant.as_ref(), &name, (version, wal_mark), started);
             for (shard, seq) in wal {
                 out.push((format!("{name}/wal/{shard}"), seq));
             }

@@ -1,7 +1,7 @@
 //! DDL that fits real data, through Flight SQL against a real `strata serve` process on the
 //! embedded default store: zoned timestamps and binary ids as pyarrow writes them, lossless
 //! ingest casts, `ALTER TABLE ... ADD COLUMN / SET`, `TRUNCATE`, `DESCRIBE` / `SHOW TABLES`,
-//! and clear refusals for what cannot change.
+//! `DROP TABLE` and reusing the name, and clear refusals for what cannot change.
 
 mod common;
 
@@ -154,7 +154,24 @@ async fn ddl_that_fits_real_data() {
         .await
         .expect("rows with region");
     assert_eq!(count(&mut c, "SELECT count(region) FROM logs").await, 20);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 230);
+    // A write that brings a new column: queried at once in the same process.
+    let with_extra = {
+        let b = rows(Some("UTC"), 320, 4, true);
+        let schema = b.schema();
+        let mut cols: Vec<(&str, ArrayRef)> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .zip(b.columns().iter().cloned())
+            .collect();
+        cols.push(("extra", Arc::new(Int32Array::from(vec![1, 2, 3, 4]))));
+        RecordBatch::try_from_iter(cols).expect("batch")
+    };
+    put(&p.grpc, "logs", with_extra, None)
+        .await
+        .expect("rows with a new column");
+    assert_eq!(count(&mut c, "SELECT sum(extra) FROM logs").await, 10);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 234);
     query(
         &mut c,
         "ALTER TABLE logs SET (bloom_columns = 'id, host', retention = '3650d')",
@@ -178,7 +195,7 @@ async fn ddl_that_fits_real_data() {
     query(&mut c, "ALTER TABLE IF EXISTS nosuch ADD COLUMN z INT")
         .await
         .expect("if exists");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 230);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 234);
 
     // TRUNCATE: every row written before it goes; later rows stay.
     query(&mut c, "TRUNCATE TABLE logs")
@@ -190,14 +207,42 @@ async fn ddl_that_fits_real_data() {
         .expect("rows after truncate");
     assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 7);
 
-    // DROP TABLE is refused with what to do instead; the table and its rows stay.
-    let e = query(&mut c, "DROP TABLE logs").await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
-    assert!(e.message().contains("TRUNCATE"), "{e}");
+    // DROP TABLE: gone for readers and writers at once; the name can be used again, and
+    // nothing of the dropped table comes back.
+    query(&mut c, "DROP TABLE logs").await.expect("drop");
+    let e = query(&mut c, "SELECT count(*) FROM logs")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::NotFound | tonic::Code::InvalidArgument
+        ),
+        "{e}"
+    );
     let tables = query(&mut c, "SHOW TABLES").await.expect("show tables");
     let text = arrow::util::pretty::pretty_format_batches(&tables)
         .expect("format")
         .to_string();
-    assert!(text.contains("logs"), "{text}");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 7);
+    assert!(!text.contains("logs"), "{text}");
+    let e = query(&mut c, "DROP TABLE logs").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    query(&mut c, "DROP TABLE IF EXISTS logs")
+        .await
+        .expect("drop if exists");
+    // The first write makes a new table of that name (zone-less, as the batch says).
+    put(&p.grpc, "logs", rows(None, 500, 3, false), None)
+        .await
+        .expect("rows into a new logs");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 3);
+    assert_eq!(count(&mut c, "SELECT min(n) FROM logs").await, 500);
+    // And a declared table can take the name again too.
+    query(&mut c, "DROP TABLE logs").await.expect("drop again");
+    query(
+        &mut c,
+        "CREATE TABLE logs (ts TIMESTAMP(6) WITH TIME ZONE NOT NULL, n BIGINT)",
+    )
+    .await
+    .expect("create after drop");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM logs").await, 0);
 }

@@ -498,6 +498,25 @@ impl IngestNode {
         }
     }
 
+    /// Stop this node's shard writers of `table` without flushing (after `DROP TABLE`:
+    /// their rows went with the table); the next write opens new ones.
+    pub async fn forget_table(&self, table: &str) {
+        self.catalog.forget(table);
+        let mut shards = self.shards.lock().await;
+        let gone: Vec<(String, u32)> = shards
+            .keys()
+            .filter(|(t, _)| t.eq_ignore_ascii_case(table))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(cell) = shards.remove(&key)
+                && let Some(h) = cell.get()
+            {
+                h.abort();
+            }
+        }
+    }
+
     /// Commit pending appends and flush every memtable to segments (used by graceful
     /// shutdown and tests).
     pub async fn flush_all(&self) -> Result<()> {

@@ -155,6 +155,36 @@ async fn a_zombie_writer_is_fenced() {
     assert_eq!(all_values(&c, "logs").await, (0..20).collect::<Vec<_>>());
 }
 
+/// `DROP TABLE` by another node: a writer still holding a shard of the dropped table can no
+/// longer acknowledge into it (its next WAL PUT meets the drop's fence); once it lets go,
+/// writes land in a new table of that name, and nothing of the dropped one comes back.
+#[tokio::test]
+async fn a_writer_elsewhere_cannot_ack_into_a_dropped_table() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let cfg = IngestConfig {
+        default_shards: 2,
+        ..fast()
+    };
+    let stale = node(Arc::clone(&store), cfg);
+    stale.write(write("logs", batch(0, 30))).await.unwrap();
+    let other = Catalog::new(Arc::clone(&store));
+    other.drop_table("logs").await.unwrap();
+    assert!(matches!(
+        other.load("logs").await,
+        Err(strata_storage::Error::TableNotFound(_))
+    ));
+    let e = stale.write(write("logs", batch(30, 30))).await.unwrap_err();
+    assert!(matches!(e, Error::NotOwner(_)), "{e}");
+    // The node lets go of the table's writers; the next write makes a new table.
+    stale.forget_table("logs").await;
+    stale.write(write("logs", batch(30, 30))).await.unwrap();
+    stale.flush_all().await.unwrap();
+    assert_eq!(
+        all_values(&other, "logs").await,
+        (30..60).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn idempotent_producers_apply_a_retried_write_once() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());

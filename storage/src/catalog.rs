@@ -116,8 +116,18 @@ impl Catalog {
         Ok(names)
     }
 
-    /// The newest manifest of `table`, read from the store (one LIST + at most one GET).
+    /// The newest manifest of `table`, read from the store (one LIST + at most one GET);
+    /// `TableNotFound` if the table does not exist or was dropped.
     pub async fn load(&self, table: &str) -> Result<Arc<TableManifest>> {
+        let m = self.load_any(table).await?;
+        if m.dropped {
+            return Err(Error::TableNotFound(m.table.name.clone()));
+        }
+        Ok(m)
+    }
+
+    /// [`Self::load`], including a dropped table's last manifest.
+    pub async fn load_any(&self, table: &str) -> Result<Arc<TableManifest>> {
         let table = validate_table_name(table)?;
         let cached = self.cached(&table);
         let from = match &cached {
@@ -162,9 +172,20 @@ impl Catalog {
             .and_then(|c| c.get(table).copied())
             .is_some_and(|t| t.elapsed() < max_age);
         if fresh && let Some(m) = self.cached(table) {
+            if m.dropped {
+                return Err(Error::TableNotFound(m.table.name.clone()));
+            }
             return Ok(m);
         }
         self.load(table).await
+    }
+
+    /// Make the next [`Self::load_within`] of `table` read the bucket (after a change this
+    /// process learnt of another way, e.g. `DROP TABLE`).
+    pub fn forget(&self, table: &str) {
+        if let Ok(mut c) = self.checked.lock() {
+            c.remove(&table.to_ascii_lowercase());
+        }
     }
 
     fn mark_checked(&self, table: &str) {
@@ -205,7 +226,7 @@ impl Catalog {
             def.created_at_ms = self.now_ms();
         }
         let name = def.name.clone();
-        let mut m = TableManifest::new(def);
+        let mut m = TableManifest::new(def.clone());
         m.version = 1;
         m.commit_id = uuid::Uuid::new_v4().to_string();
         m.committed_at_ms = self.now_ms();
@@ -214,14 +235,136 @@ impl Catalog {
                 self.write_hint(&name, 1).await;
                 Ok((self.remember(m), true))
             }
-            PutOutcome::Lost => Ok((self.load(&name).await?, false)),
+            PutOutcome::Lost => {
+                let existing = self.load_any(&name).await?;
+                if !existing.dropped {
+                    return Ok((existing, false));
+                }
+                // The name belonged to a dropped table: a new definition on top of its last
+                // version. Epochs go on (old writers stay fenced), WAL floors stay past the
+                // drop's fences (old WAL entries are never read), everything else starts anew.
+                let mut recreated = false;
+                let m = self
+                    .commit_inner(&name, true, |m| {
+                        if !m.dropped {
+                            recreated = false;
+                            return Ok(()); // someone else recreated it first
+                        }
+                        recreated = true;
+                        let mut fresh = TableManifest::new(def.clone());
+                        for (shard, st) in fresh.shards.iter_mut() {
+                            if let Some(old) = m.shards.get(shard) {
+                                st.epoch = old.epoch + 1;
+                                st.flushed_wal_seq = old.flushed_wal_seq;
+                            }
+                        }
+                        fresh.unreferenced = std::mem::take(&mut m.unreferenced);
+                        fresh.next_delete_id = m.next_delete_id;
+                        *m = TableManifest {
+                            version: m.version,
+                            commit_id: std::mem::take(&mut m.commit_id),
+                            ..fresh
+                        };
+                        Ok(())
+                    })
+                    .await?;
+                Ok((m, recreated))
+            }
         }
+    }
+
+    /// `DROP TABLE`: fence every shard's WAL (an empty entry of a newer epoch at its next
+    /// sequence, so a writer still holding the shard can no longer append and acknowledge),
+    /// then commit a last version that is `dropped`, references no segment and has its WAL
+    /// floors past the fences. Readers and writers see `TableNotFound` from then on; GC
+    /// collects the segments (after its grace), WAL entries and old versions.
+    pub async fn drop_table(&self, table: &str) -> Result<()> {
+        let m = self.load(table).await?;
+        let mut floors = BTreeMap::new();
+        for shard in 0..m.table.num_shards {
+            let st = m.shard(shard)?;
+            let listed = crate::wal::list(
+                self.store.as_ref(),
+                &m.table.name,
+                shard,
+                st.flushed_wal_seq,
+            )
+            .await?;
+            let mut seq = listed.last().map_or(st.flushed_wal_seq, |(s, _)| s + 1);
+            let header = crate::wal::WalHeader {
+                epoch: st.epoch + 1,
+                writer: format!("drop-{}", uuid::Uuid::new_v4()),
+                seq,
+                first_offset: 0,
+                rows: 0,
+                producers: BTreeMap::new(),
+                attempt: 0,
+            };
+            let schema = arrow::datatypes::Schema::empty();
+            loop {
+                let body = crate::wal::encode(
+                    &crate::wal::WalHeader {
+                        seq,
+                        ..header.clone()
+                    },
+                    &schema,
+                    &[],
+                )?;
+                let path = paths::wal_entry(&m.table.name, shard, seq);
+                match self
+                    .store
+                    .put_opts(
+                        &path,
+                        PutPayload::from(body),
+                        PutOptions::from(PutMode::Create),
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    // A writer got there first (or our own earlier attempt): fence the next.
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => seq += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            floors.insert(shard, seq + 1);
+        }
+        self.commit(table, |m| {
+            m.dropped = true;
+            m.segments.clear();
+            m.deletes.clear();
+            for (shard, st) in m.shards.iter_mut() {
+                st.epoch += 1;
+                st.flushed_wal_seq = st
+                    .flushed_wal_seq
+                    .max(floors.get(shard).copied().unwrap_or(0));
+                st.producers.clear();
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
     }
 
     /// Commit a change to `table`. `change` is applied to a copy of the newest state and may
     /// be called several times (once per lost race); it must be deterministic given its input
     /// and may refuse by returning an error (e.g. [`TableManifest::check_epoch`]).
-    pub async fn commit<F>(&self, table: &str, mut change: F) -> Result<Arc<TableManifest>>
+    pub async fn commit<F>(&self, table: &str, change: F) -> Result<Arc<TableManifest>>
+    where
+        F: FnMut(&mut TableManifest) -> Result<()>,
+    {
+        self.commit_inner(table, false, change).await
+    }
+
+    /// [`Self::commit`]; with `dropped_too`, also on top of a dropped table's last version.
+    async fn commit_inner<F>(
+        &self,
+        table: &str,
+        dropped_too: bool,
+        mut change: F,
+    ) -> Result<Arc<TableManifest>>
     where
         F: FnMut(&mut TableManifest) -> Result<()>,
     {
@@ -230,7 +373,11 @@ impl Catalog {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let current = self.load(&table).await?;
+            let current = if dropped_too {
+                self.load_any(&table).await?
+            } else {
+                self.load(&table).await?
+            };
             let mut next = (*current).clone();
             change(&mut next)?;
             crate::manifest::check_columns(&next.table.name, &next.table.schema)?;

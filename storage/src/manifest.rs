@@ -224,6 +224,10 @@ pub struct TableManifest {
     /// `Catalog::commit`, pruned by GC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreferenced: Vec<Unreferenced>,
+    /// `DROP TABLE`: the table is gone for readers and writers; GC collects its objects. A
+    /// later `CREATE TABLE` (or first write) of the same name commits a new definition on top.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 impl TableManifest {
@@ -242,6 +246,7 @@ impl TableManifest {
             deletes: Vec::new(),
             next_delete_id: 1,
             unreferenced: Vec::new(),
+            dropped: false,
         }
     }
 

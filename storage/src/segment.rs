@@ -212,8 +212,10 @@ pub fn encode_segment(
     let schema = first.schema();
     let batch = concat_batches(&schema, batches)?;
     let batch = sort_by_time(def, &batch)?;
+    let mut extra = opts.extra_bloom_columns.clone();
+    extra.extend(measured_bloom_columns(def, &batch));
     let opts = SegmentOptions {
-        extra_bloom_columns: measured_bloom_columns(def, &batch),
+        extra_bloom_columns: extra,
         ..opts.clone()
     };
     let props = writer_properties(def, &opts, batch.num_rows())?;

@@ -101,7 +101,7 @@ async fn a_burst_of_queries_polls_the_bucket_once_per_interval() {
             );
         } else {
             assert_eq!(lists, 0, "LISTs within one interval");
-            engine.note_write("logs");
+            engine.note_write("logs", None);
             let before = m.lists();
             assert_eq!(query(&engine, COUNT).await, expected);
             assert_eq!(
