@@ -96,12 +96,25 @@ async fn repeated_query_is_cached_until_a_write() {
         "the third query (same SQL, reformatted) came from the cache"
     );
 
-    // A write lands in the WAL (no new manifest): the cached count must not hide it.
+    // A write lands in the WAL (no new manifest): the cached count must not hide it. Until
+    // the table's new state has settled (compute nodes may still answer from a WAL listing
+    // up to manifest_ttl old), queries run uncached.
     put(&p.grpc, "rc", logs_batch(100, 50), None)
         .await
         .expect("write 50");
-    let misses = metric(&p, "strata_result_cache_misses_total").await;
+    let bypassed = metric(&p, "strata_result_cache_bypassed_total").await;
     assert_eq!(scalar_i64(&query(&mut client, sql).await.expect("q4")), 150);
+    assert_eq!(
+        metric(&p, "strata_result_cache_bypassed_total").await,
+        bypassed + 1,
+        "the write made the table's state new: not cached yet"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let misses = metric(&p, "strata_result_cache_misses_total").await;
+    assert_eq!(
+        scalar_i64(&query(&mut client, sql).await.expect("q4b")),
+        150
+    );
     assert_eq!(
         metric(&p, "strata_result_cache_misses_total").await,
         misses + 1,
