@@ -116,10 +116,13 @@ const BLOOM_SAMPLE_ROWS: usize = 8192;
 const BLOOM_MIN_ROWS: usize = 1024;
 
 /// Columns of `batch` that deserve a bloom filter though the table does not declare one:
-/// strings, binary and integers whose sample (the first 8,192 rows) is at least half
-/// distinct values, the kind point lookups filter by (ids, trace ids, keys). The time
-/// column, offsets and low-cardinality columns get none: min/max statistics and the page
-/// index already prune those.
+/// strings, binary and integers whose distinct values keep growing with the rows, the kind
+/// point lookups filter by (ids, trace ids, keys): in the sample (the first 8,192 rows) at
+/// least one value in 16 is distinct and the whole sample has at least 1.6 times the
+/// distinct values of its first half. A column with a bounded set of values (hosts, users,
+/// levels: every row group holds all of them, so a filter prunes nothing) stops growing and
+/// gets none, nor do the time column and offsets (min/max statistics and the page index
+/// prune those).
 pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Int32Type, Int64Type, UInt32Type, UInt64Type};
@@ -128,7 +131,7 @@ pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String
         return Vec::new();
     }
     let n = batch.num_rows().min(BLOOM_SAMPLE_ROWS);
-    let distinct = |c: &ArrayRef| -> Option<usize> {
+    let distinct = |c: &ArrayRef, n: usize| -> Option<usize> {
         let c = c.slice(0, n);
         Some(match c.data_type() {
             DataType::Utf8 => c.as_string::<i32>().iter().collect::<HashSet<_>>().len(),
@@ -173,7 +176,12 @@ pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String
                 && def.time_column.as_deref() != Some(f.name().as_str())
                 && !def.bloom_columns.contains(f.name())
         })
-        .filter(|(_, c)| distinct(c).is_some_and(|d| d * 2 >= n))
+        .filter(|(_, c)| {
+            let (Some(all), Some(half)) = (distinct(c, n), distinct(c, n / 2)) else {
+                return false;
+            };
+            all * 16 >= n && all * 10 >= half * 16
+        })
         .map(|(f, _)| f.name().clone())
         .collect()
 }
@@ -401,6 +409,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(measured_bloom_columns(&d, &batch), vec!["id".to_string()]);
+        // Values repeated 5 times but ever new (trace ids) get one; a bounded set (1,000
+        // users, all seen within the sample's first half) does not.
+        let traces: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("trace{}", i / 5)),
+        ));
+        let users: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| (i * 7919) % 1000),
+        ));
+        let two = RecordBatch::try_from_iter(vec![("trace", traces), ("user", users)]).unwrap();
+        assert_eq!(measured_bloom_columns(&d, &two), vec!["trace".to_string()]);
         let seg = encode_segment(&d, &[batch], &SegmentOptions::default()).unwrap();
         let meta = parquet::file::serialized_reader::SerializedFileReader::new(seg.bytes)
             .map(|r| parquet::file::reader::FileReader::metadata(&r).clone())
