@@ -46,6 +46,7 @@ pub mod statement;
 mod store_registry;
 mod stream;
 mod table;
+mod ttl_map;
 mod wal_source;
 
 #[cfg(test)]

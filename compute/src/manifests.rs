@@ -3,7 +3,6 @@
 //!
 //! [`QueryConfig::manifest_ttl`]: crate::QueryConfig::manifest_ttl
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,26 +10,27 @@ use parking_lot::Mutex;
 use strata_storage::{Catalog, TableManifest};
 
 use crate::error::{Error, Result};
+use crate::ttl_map::TtlMap;
 
 /// Newest manifests per table, reused for `ttl`.
 #[derive(Debug)]
 pub(crate) struct ManifestCache {
     catalog: Catalog,
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, Arc<TableManifest>)>>,
+    entries: TtlMap<String, Arc<TableManifest>>,
     tables: Mutex<Option<(Instant, Arc<Vec<String>>)>>,
-    /// Bumped by every invalidation: a load started before one is not kept.
-    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ManifestCache {
+    /// Tables whose manifests are kept at most.
+    const MAX_ENTRIES: usize = 100_000;
+
     pub(crate) fn new(catalog: Catalog, ttl: Duration) -> Self {
         Self {
             catalog,
             ttl,
-            entries: Mutex::default(),
+            entries: TtlMap::new(ttl, Self::MAX_ENTRIES),
             tables: Mutex::default(),
-            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -43,23 +43,17 @@ impl ManifestCache {
         let Ok(name) = strata_storage::manifest::validate_table_name(table) else {
             return Ok(None); // not a name any table can have
         };
-        if let Some((at, m)) = self.entries.lock().get(&name)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(Some(Arc::clone(m)));
+        if let Some(m) = self.entries.get(&name) {
+            return Ok(Some(m));
         }
-        let (loaded_at, generation) = (Instant::now(), self.generation());
+        let ticket = self.entries.ticket();
         match self.catalog.load(&name).await {
             Ok(m) => {
-                let mut entries = self.entries.lock();
-                let newer_known = entries
-                    .get(&name)
-                    .is_some_and(|(_, known)| known.version > m.version);
-                // Kept only if no invalidation happened meanwhile and it is not older than
-                // what another query already cached; aged from before the read.
-                if self.generation() == generation && !newer_known {
-                    entries.insert(name, (loaded_at, Arc::clone(&m)));
-                }
+                // Never in place of a newer version another query already cached.
+                let version = m.version;
+                self.entries.put(name, Arc::clone(&m), ticket, |known| {
+                    known.version > version
+                });
                 Ok(Some(m))
             }
             Err(strata_storage::Error::TableNotFound(_)) => Ok(None),
@@ -69,19 +63,9 @@ impl ManifestCache {
 
     /// Forget `table` (its definition or rules changed in this process) and the table list.
     pub(crate) fn invalidate(&self, table: &str) {
-        let mut entries = self.entries.lock();
-        self.bump();
-        entries.retain(|name, _| !name.eq_ignore_ascii_case(table));
+        self.entries
+            .invalidate(|name| name.eq_ignore_ascii_case(table));
         *self.tables.lock() = None;
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn bump(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forget `table` if this cache holds a version older than `version` (a commit this
@@ -89,9 +73,8 @@ impl ManifestCache {
     pub(crate) fn saw_version(&self, table: &str, version: u64) {
         let stale = self
             .entries
-            .lock()
-            .get(&table.to_ascii_lowercase())
-            .is_some_and(|(_, m)| m.version < version);
+            .peek(&table.to_ascii_lowercase())
+            .is_some_and(|m| m.version < version);
         if stale {
             self.invalidate(table);
         }
@@ -99,9 +82,7 @@ impl ManifestCache {
 
     /// Forget everything (after a stale plan, when the culprit table is unknown).
     pub(crate) fn invalidate_all(&self) {
-        let mut entries = self.entries.lock();
-        self.bump();
-        entries.clear();
+        self.entries.invalidate(|_| true);
         *self.tables.lock() = None;
     }
 

@@ -15,9 +15,8 @@
 //! LIST per shard per interval, as the manifest itself costs one poll, and a flush (which
 //! moves the floor) is seen as soon as the manifest is.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array};
 use arrow::datatypes::SchemaRef;
@@ -26,6 +25,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use strata_storage::{Catalog, TableManifest, wal};
 
 use crate::error::{Error, Result};
+use crate::ttl_map::TtlMap;
 
 /// Concurrent WAL GETs per scan.
 const WAL_FETCH_CONCURRENCY: usize = 8;
@@ -43,69 +43,24 @@ type ListingKey = (String, u32, u64);
 /// WAL listings by (table, shard, floor), reused for a TTL (the manifest TTL). One per
 /// engine: its paths are relative to the engine's store.
 #[derive(Debug)]
-pub(crate) struct WalListings {
-    ttl: Duration,
-    entries: parking_lot::Mutex<HashMap<ListingKey, (Instant, Listing)>>,
-    /// Bumped by every invalidation: a listing started before one is not kept.
-    generation: std::sync::atomic::AtomicU64,
-}
+pub(crate) struct WalListings(TtlMap<ListingKey, Listing>);
 
 impl WalListings {
-    /// Listings kept at most; past it, expired ones are dropped (all, if none expired).
+    /// Listings kept at most.
     const MAX_ENTRIES: usize = 10_000;
 
     pub(crate) fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: parking_lot::Mutex::default(),
-            generation: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn get(&self, table: &str, shard: u32, floor: u64) -> Option<Listing> {
-        let entries = self.entries.lock();
-        let (at, listing) = entries.get(&(table.to_string(), shard, floor))?;
-        (at.elapsed() < self.ttl).then(|| Arc::clone(listing))
-    }
-
-    /// Keep `listing`, taken at `listed_at` (before the LIST was sent, so it is reused at
-    /// most `ttl` after it could have missed an entry), unless an invalidation happened since
-    /// `generation` was read.
-    fn put(&self, key: ListingKey, listing: Listing, listed_at: Instant, generation: u64) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut entries = self.entries.lock();
-        if self.generation() != generation {
-            return;
-        }
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (listed_at, listing));
+        Self(TtlMap::new(ttl, Self::MAX_ENTRIES))
     }
 
     /// Forget every listing (after a stale plan).
     pub(crate) fn invalidate_all(&self) {
-        let mut entries = self.entries.lock();
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        entries.clear();
+        self.0.invalidate(|_| true);
     }
 
     /// Forget the listings of `table` (a write to it was acknowledged in this process).
     pub(crate) fn invalidate_table(&self, table: &str) {
-        let mut entries = self.entries.lock();
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        entries.retain(|(t, _, _), _| !t.eq_ignore_ascii_case(table));
+        self.0.invalidate(|(t, _, _)| t.eq_ignore_ascii_case(table));
     }
 }
 
@@ -223,12 +178,12 @@ pub(crate) async fn checked_listings(
     let mut listed: Vec<(u32, Listing)> = Vec::with_capacity(shards.len());
     let mut missing = Vec::new();
     for &shard in shards {
-        match listings.get(table, shard, floor_of(shard)) {
+        match listings.0.get(&(table.to_string(), shard, floor_of(shard))) {
             Some(l) => listed.push((shard, l)),
             None => missing.push(shard),
         }
     }
-    let (listed_at, generation) = (Instant::now(), listings.generation());
+    let ticket = listings.0.ticket();
     let fresh: Vec<(u32, Listing)> = futures::stream::iter(missing)
         .map(|shard| async move {
             let l = wal::list(store.as_ref(), table, shard, floor_of(shard)).await?;
@@ -248,7 +203,7 @@ pub(crate) async fn checked_listings(
     }
     for (shard, l) in &fresh {
         let key = (table.to_string(), *shard, floor_of(*shard));
-        listings.put(key, Arc::clone(l), listed_at, generation);
+        listings.0.put(key, Arc::clone(l), ticket, |_| false);
     }
     listed.extend(fresh);
     listed.sort_unstable_by_key(|(shard, _)| *shard);

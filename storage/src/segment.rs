@@ -131,38 +131,34 @@ pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String
         return Vec::new();
     }
     let n = batch.num_rows().min(BLOOM_SAMPLE_ROWS);
-    let distinct = |c: &ArrayRef, n: usize| -> Option<usize> {
+    // (distinct values in the sample's first half, in the whole sample), in one pass.
+    fn counts<T: std::hash::Hash + Eq>(
+        values: impl Iterator<Item = T>,
+        half: usize,
+    ) -> (usize, usize) {
+        let mut seen = HashSet::new();
+        let mut at_half = 0;
+        for (i, v) in values.enumerate() {
+            if i == half {
+                at_half = seen.len();
+            }
+            seen.insert(v);
+        }
+        (at_half, seen.len())
+    }
+    let distinct = |c: &ArrayRef| -> Option<(usize, usize)> {
         let c = c.slice(0, n);
+        let h = n / 2;
         Some(match c.data_type() {
-            DataType::Utf8 => c.as_string::<i32>().iter().collect::<HashSet<_>>().len(),
-            DataType::LargeUtf8 => c.as_string::<i64>().iter().collect::<HashSet<_>>().len(),
-            DataType::Utf8View => c.as_string_view().iter().collect::<HashSet<_>>().len(),
-            DataType::Binary => c.as_binary::<i32>().iter().collect::<HashSet<_>>().len(),
-            DataType::FixedSizeBinary(_) => c
-                .as_fixed_size_binary()
-                .iter()
-                .collect::<HashSet<_>>()
-                .len(),
-            DataType::Int64 => c
-                .as_primitive::<Int64Type>()
-                .iter()
-                .collect::<HashSet<_>>()
-                .len(),
-            DataType::UInt64 => c
-                .as_primitive::<UInt64Type>()
-                .iter()
-                .collect::<HashSet<_>>()
-                .len(),
-            DataType::Int32 => c
-                .as_primitive::<Int32Type>()
-                .iter()
-                .collect::<HashSet<_>>()
-                .len(),
-            DataType::UInt32 => c
-                .as_primitive::<UInt32Type>()
-                .iter()
-                .collect::<HashSet<_>>()
-                .len(),
+            DataType::Utf8 => counts(c.as_string::<i32>().iter(), h),
+            DataType::LargeUtf8 => counts(c.as_string::<i64>().iter(), h),
+            DataType::Utf8View => counts(c.as_string_view().iter(), h),
+            DataType::Binary => counts(c.as_binary::<i32>().iter(), h),
+            DataType::FixedSizeBinary(_) => counts(c.as_fixed_size_binary().iter(), h),
+            DataType::Int64 => counts(c.as_primitive::<Int64Type>().iter(), h),
+            DataType::UInt64 => counts(c.as_primitive::<UInt64Type>().iter(), h),
+            DataType::Int32 => counts(c.as_primitive::<Int32Type>().iter(), h),
+            DataType::UInt32 => counts(c.as_primitive::<UInt32Type>().iter(), h),
             _ => return None,
         })
     };
@@ -177,10 +173,7 @@ pub fn measured_bloom_columns(def: &TableDef, batch: &RecordBatch) -> Vec<String
                 && !def.bloom_columns.contains(f.name())
         })
         .filter(|(_, c)| {
-            let (Some(all), Some(half)) = (distinct(c, n), distinct(c, n / 2)) else {
-                return false;
-            };
-            all * 16 >= n && all * 10 >= half * 16
+            distinct(c).is_some_and(|(half, all)| all * 16 >= n && all * 10 >= half * 16)
         })
         .map(|(f, _)| f.name().clone())
         .collect()
