@@ -3,6 +3,8 @@
 //! `strata-bench` binary that runs them end to end against a Strata server next to
 //! in-process DataFusion, DuckDB and Polars on the same Parquet files.
 //!
+//! `strata-bench --tpch SF` runs TPC-H the same way ([`tpch`]).
+//!
 //! Criterion micro-benchmarks of the hot paths live in `benches/micro.rs`.
 
 pub mod dist;
@@ -15,6 +17,7 @@ pub mod report;
 pub mod server;
 pub mod stats;
 pub mod suite;
+pub mod tpch;
 pub mod workload;
 
 /// Errors of the benchmark tools: anything, with its message.

@@ -150,15 +150,14 @@ engine, spec_path = sys.argv[1], sys.argv[2]
 spec = json.load(open(spec_path))
 threads = str(spec["threads"])
 os.environ["POLARS_MAX_THREADS"] = threads
-logs_glob = os.path.join(spec["logs_dir"], "*.parquet")
-services_glob = os.path.join(spec["services_dir"], "*.parquet")
+tables = {name: os.path.join(d, "*.parquet") for name, d in spec["tables"].items()}
 if engine == "duckdb":
     import duckdb
     def session():
         con = duckdb.connect()
         con.execute(f"SET threads = {threads}")
-        con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{logs_glob}')")
-        con.execute(f"CREATE VIEW services AS SELECT * FROM read_parquet('{services_glob}')")
+        for name, glob in tables.items():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}')")
         return con
     def run(con, sql):
         r = con.execute(sql)
@@ -167,7 +166,7 @@ if engine == "duckdb":
 else:
     import polars as pl
     def session():
-        return pl.SQLContext(logs=pl.scan_parquet(logs_glob), services=pl.scan_parquet(services_glob))
+        return pl.SQLContext(**{name: pl.scan_parquet(glob) for name, glob in tables.items()})
     def run(ctx, sql):
         return ctx.execute(sql).collect().height
 out = {}
@@ -189,15 +188,18 @@ print(json.dumps(out))
 struct PySpec<'a> {
     threads: usize,
     warm: usize,
-    logs_dir: String,
-    services_dir: String,
+    /// Table name → folder of its Parquet files.
+    tables: BTreeMap<String, String>,
     queries: Vec<PyQuery<'a>>,
 }
 
-#[derive(Serialize)]
-struct PyQuery<'a> {
-    name: &'a str,
-    sql: &'a str,
+/// One named query for a Python engine.
+#[derive(Debug, Serialize)]
+pub struct PyQuery<'a> {
+    /// The query's name in the report.
+    pub name: &'a str,
+    /// The SQL in the engine's dialect.
+    pub sql: &'a str,
 }
 
 /// Run every query on `engine` in a `python3` subprocess (one cold run in a new session,
@@ -211,18 +213,44 @@ pub async fn python_suite(
     work_dir: &Path,
     limit: Duration,
 ) -> Result<Vec<EngineTiming>> {
+    let tables = [("logs", ds.logs_dir()), ("services", ds.services_dir())]
+        .into_iter()
+        .map(|(name, dir)| (name.to_string(), dir))
+        .collect();
+    let named: Vec<PyQuery<'_>> = queries
+        .iter()
+        .map(|q| PyQuery {
+            name: q.name,
+            sql: engine.sql(q),
+        })
+        .collect();
+    let mut parsed = python_run(engine, &tables, named, threads, warm, work_dir, limit).await?;
+    Ok(queries
+        .iter()
+        .map(|q| parsed.remove(q.name).unwrap_or_default())
+        .collect())
+}
+
+/// Run `queries` on `engine` in a `python3` subprocess over `tables` (name → folder of Parquet
+/// files, one view each): per query one cold run in a new session, then `warm` runs; `limit`
+/// for the whole run. Timings by query name.
+pub async fn python_run(
+    engine: PyEngine,
+    tables: &BTreeMap<String, std::path::PathBuf>,
+    queries: Vec<PyQuery<'_>>,
+    threads: usize,
+    warm: usize,
+    work_dir: &Path,
+    limit: Duration,
+) -> Result<BTreeMap<String, EngineTiming>> {
     let spec = PySpec {
         threads,
         warm,
-        logs_dir: ds.logs_dir().display().to_string(),
-        services_dir: ds.services_dir().display().to_string(),
-        queries: queries
+        tables: tables
             .iter()
-            .map(|q| PyQuery {
-                name: q.name,
-                sql: engine.sql(q),
-            })
+            .map(|(name, dir)| (name.clone(), dir.display().to_string()))
             .collect(),
+        queries,
     };
     let spec_path = work_dir.join(format!("{}-spec.json", engine.module()));
     std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
@@ -252,11 +280,7 @@ pub async fn python_suite(
         )
         .into());
     }
-    let parsed: BTreeMap<String, EngineTiming> = serde_json::from_slice(&out.stdout)?;
-    Ok(queries
-        .iter()
-        .map(|q| parsed.get(q.name).cloned().unwrap_or_default())
-        .collect())
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 #[cfg(test)]

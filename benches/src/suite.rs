@@ -116,6 +116,11 @@ pub struct Args {
     /// it (the tuned table)
     #[arg(long)]
     pub newcomer: bool,
+    /// Run TPC-H at this scale factor instead of the logs suite: the 22 queries through Flight
+    /// SQL on tables loaded with DoPut (nothing declared), next to DataFusion and DuckDB on
+    /// the same Parquet files, every answer checked against DataFusion's
+    #[arg(long, value_name = "SF")]
+    pub tpch: Option<f64>,
     /// Extra argument for `strata serve` (repeatable), e.g. --serve-arg=--query-memory-limit=1073741824
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
@@ -1173,7 +1178,8 @@ pub fn check(q: &Query, strata: &[RecordBatch], datafusion: Option<&[RecordBatch
     }
 }
 
-fn canonical(batches: &[RecordBatch]) -> Result<String> {
+/// The batches as one pretty-printed table (empty batches left out), for comparing answers.
+pub fn canonical(batches: &[RecordBatch]) -> Result<String> {
     let nonempty: Vec<RecordBatch> = batches
         .iter()
         .filter(|b| b.num_rows() > 0)

@@ -49,8 +49,8 @@ mod table;
 mod ttl_map;
 mod wal_source;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,9 @@
 //! Test fixtures: a deterministic `logs` table (segments + WAL) and a `services` dimension
-//! table, written through strata-storage exactly as ingest would, plus result helpers.
+//! table, written through strata-storage exactly as ingest would, plus result helpers and a
+//! random SQL generator ([`sqlfuzz`]). Built for this crate's tests and, with the `testing`
+//! feature, for other crates' tests (the engine's differential fuzzer runs compaction too).
+
+pub mod sqlfuzz;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,28 +26,28 @@ use strata_storage::{Catalog, OFFSET_COLUMN, SegmentMeta, TableDef, paths};
 use crate::{QueryConfig, QueryContext, QueryEngine};
 
 /// 2024-01-01T00:00:00Z in microseconds.
-pub(crate) const T0: i64 = 1_704_067_200_000_000;
+pub const T0: i64 = 1_704_067_200_000_000;
 /// Row spacing: 20,000 rows cover one day.
-pub(crate) const STEP: i64 = 4_320_000;
-pub(crate) const ROWS: usize = 20_000;
+pub const STEP: i64 = 4_320_000;
+pub const ROWS: usize = 20_000;
 /// The last rows are only in the WAL.
-pub(crate) const WAL_ROWS: usize = 500;
-pub(crate) const SHARDS: u32 = 4;
+pub const WAL_ROWS: usize = 500;
+pub const SHARDS: u32 = 4;
 /// Segments per shard, each covering a quarter of the (segment) time span.
-pub(crate) const PERIODS: usize = 4;
+pub const PERIODS: usize = 4;
 /// First WAL sequence number still in the WAL, per shard.
-pub(crate) const WAL_FLOOR: u64 = 3;
-pub(crate) const RARE_TOKEN: &str = "zebra42";
+pub const WAL_FLOOR: u64 = 3;
+pub const RARE_TOKEN: &str = "zebra42";
 
 /// SplitMix64: small, seeded, deterministic.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -51,39 +55,39 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
     /// Skewed towards small values (a cheap zipf stand-in).
-    pub(crate) fn skewed(&mut self, n: u64) -> u64 {
+    pub fn skewed(&mut self, n: u64) -> u64 {
         ((self.unit().powi(3)) * n as f64) as u64
     }
 }
 
 /// One generated `logs` row, with where it lives.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LogRow {
-    pub(crate) ts: i64,
-    pub(crate) tenant: String,
-    pub(crate) service: String,
-    pub(crate) host: String,
-    pub(crate) level: String,
-    pub(crate) request_id: u64,
-    pub(crate) trace_id: String,
-    pub(crate) user_id: u64,
-    pub(crate) path: String,
-    pub(crate) status: i32,
-    pub(crate) latency_ms: f64,
-    pub(crate) bytes: i64,
-    pub(crate) message: String,
-    pub(crate) shard: u32,
-    pub(crate) offset: u64,
+pub struct LogRow {
+    pub ts: i64,
+    pub tenant: String,
+    pub service: String,
+    pub host: String,
+    pub level: String,
+    pub request_id: u64,
+    pub trace_id: String,
+    pub user_id: u64,
+    pub path: String,
+    pub status: i32,
+    pub latency_ms: f64,
+    pub bytes: i64,
+    pub message: String,
+    pub shard: u32,
+    pub offset: u64,
 }
 
-pub(crate) fn logs_schema() -> Schema {
+pub fn logs_schema() -> Schema {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     Schema::new(vec![
         Field::new(
@@ -106,7 +110,7 @@ pub(crate) fn logs_schema() -> Schema {
     ])
 }
 
-pub(crate) fn logs_def() -> TableDef {
+pub fn logs_def() -> TableDef {
     TableDef {
         name: "logs".into(),
         schema: logs_schema(),
@@ -120,14 +124,14 @@ pub(crate) fn logs_def() -> TableDef {
 }
 
 /// The shard ingest would route `host` to.
-pub(crate) fn shard_of_host(host: &str, ring: &HashRing) -> u32 {
+pub fn shard_of_host(host: &str, ring: &HashRing) -> u32 {
     let arr: ArrayRef = Arc::new(StringArray::from(vec![host]));
     let h = hash_key_column(&arr).expect("hash")[0];
     ring.lookup(h).expect("ring")
 }
 
 /// `n` time-ordered rows; offsets are assigned per shard in order.
-pub(crate) fn generate(n: usize, seed: u64) -> Vec<LogRow> {
+pub fn generate(n: usize, seed: u64) -> Vec<LogRow> {
     let mut rng = Rng::new(seed);
     let ring = HashRing::for_shards(SHARDS);
     let mut next_offset: BTreeMap<u32, u64> = BTreeMap::new();
@@ -195,7 +199,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<LogRow> {
 }
 
 /// Rows as a batch of the `logs` schema, plus `_offset` if `with_offset`.
-pub(crate) fn logs_batch(rows: &[LogRow], with_offset: bool) -> RecordBatch {
+pub fn logs_batch(rows: &[LogRow], with_offset: bool) -> RecordBatch {
     let s = |f: fn(&LogRow) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
     };
@@ -237,7 +241,7 @@ pub(crate) fn logs_batch(rows: &[LogRow], with_offset: bool) -> RecordBatch {
 }
 
 /// Add `_offset` (from `first`) to a batch of a table's schema.
-pub(crate) fn with_offsets(batch: &RecordBatch, first: u64) -> RecordBatch {
+pub fn with_offsets(batch: &RecordBatch, first: u64) -> RecordBatch {
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
@@ -253,7 +257,7 @@ pub(crate) fn with_offsets(batch: &RecordBatch, first: u64) -> RecordBatch {
 }
 
 /// Encode `batch` (with `_offset`) as a segment of `shard`, upload it, and commit it.
-pub(crate) async fn write_segment(
+pub async fn write_segment(
     catalog: &Catalog,
     def: &TableDef,
     shard: u32,
@@ -297,7 +301,7 @@ pub(crate) async fn write_segment(
 }
 
 /// Upload a WAL entry of `batches` (with `_offset`) for `shard` at `seq`.
-pub(crate) async fn write_wal(
+pub async fn write_wal(
     store: &Arc<dyn ObjectStore>,
     table: &str,
     shard: u32,
@@ -331,7 +335,7 @@ pub(crate) async fn write_wal(
 }
 
 /// Set every listed shard's WAL floor.
-pub(crate) async fn set_wal_floor(catalog: &Catalog, table: &str, floors: &BTreeMap<u32, u64>) {
+pub async fn set_wal_floor(catalog: &Catalog, table: &str, floors: &BTreeMap<u32, u64>) {
     let floors = floors.clone();
     catalog
         .commit(table, move |m| {
@@ -346,20 +350,20 @@ pub(crate) async fn set_wal_floor(catalog: &Catalog, table: &str, floors: &BTree
 
 /// The standard fixture: `logs` (segments + WAL, with a stale WAL entry below the floor)
 /// and `services`.
-pub(crate) struct Fixture {
-    pub(crate) store: Arc<dyn ObjectStore>,
-    pub(crate) catalog: Catalog,
-    pub(crate) rows: Vec<LogRow>,
-    pub(crate) segments: Vec<SegmentMeta>,
-    pub(crate) services: Vec<(String, String, String)>,
+pub struct Fixture {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Catalog,
+    pub rows: Vec<LogRow>,
+    pub segments: Vec<SegmentMeta>,
+    pub services: Vec<(String, String, String)>,
 }
 
 impl Fixture {
-    pub(crate) async fn new() -> Self {
+    pub async fn new() -> Self {
         Self::with_store(Arc::new(InMemory::new())).await
     }
 
-    pub(crate) async fn with_store(store: Arc<dyn ObjectStore>) -> Self {
+    pub async fn with_store(store: Arc<dyn ObjectStore>) -> Self {
         let catalog = Catalog::new(Arc::clone(&store));
         let def = logs_def();
         catalog
@@ -448,7 +452,7 @@ impl Fixture {
     }
 
     /// Bytes of the WAL entries a scan of `shards` reads (those at or above the floor).
-    pub(crate) async fn wal_bytes(&self, shards: impl IntoIterator<Item = u32>) -> u64 {
+    pub async fn wal_bytes(&self, shards: impl IntoIterator<Item = u32>) -> u64 {
         let mut total = 0;
         for s in shards {
             for (_, meta) in wal::list(self.store.as_ref(), "logs", s, WAL_FLOOR)
@@ -461,14 +465,14 @@ impl Fixture {
         total
     }
 
-    pub(crate) async fn engine(&self, config: QueryConfig) -> QueryEngine {
+    pub async fn engine(&self, config: QueryConfig) -> QueryEngine {
         QueryEngine::new(self.catalog.clone(), config, &Registry::new())
             .await
             .expect("engine")
     }
 }
 
-pub(crate) fn services_def() -> TableDef {
+pub fn services_def() -> TableDef {
     TableDef {
         name: "services".into(),
         schema: Schema::new(vec![
@@ -486,7 +490,7 @@ pub(crate) fn services_def() -> TableDef {
 }
 
 /// Settings for tests: small caches, no manifest reuse (every query sees the newest).
-pub(crate) fn test_config() -> QueryConfig {
+pub fn test_config() -> QueryConfig {
     QueryConfig {
         cache_memory_bytes: 64 << 20,
         cache_disk_bytes: 64 << 20,
@@ -497,7 +501,7 @@ pub(crate) fn test_config() -> QueryConfig {
 
 /// A result cell, compared loosely for floats.
 #[derive(Debug, Clone)]
-pub(crate) enum Cell {
+pub enum Cell {
     Null,
     I(i128),
     F(f64),
@@ -554,7 +558,7 @@ impl From<f64> for Cell {
 }
 
 /// Rows of `batches` as cells (timestamps as their raw integer value).
-pub(crate) fn cells(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
+pub fn cells(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
     use arrow::array::AsArray;
     use arrow::datatypes::*;
     let mut out = Vec::new();
@@ -618,7 +622,7 @@ pub(crate) fn cells(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
 }
 
 /// Run `sql` and return its rows as cells.
-pub(crate) async fn query(engine: &QueryEngine, sql: &str) -> Vec<Vec<Cell>> {
+pub async fn query(engine: &QueryEngine, sql: &str) -> Vec<Vec<Cell>> {
     let r = engine
         .execute(sql, &QueryContext::default())
         .await
@@ -628,7 +632,7 @@ pub(crate) async fn query(engine: &QueryEngine, sql: &str) -> Vec<Vec<Cell>> {
 }
 
 /// The error `sql` fails with (at planning or while streaming).
-pub(crate) async fn query_err(engine: &QueryEngine, sql: &str) -> crate::Error {
+pub async fn query_err(engine: &QueryEngine, sql: &str) -> crate::Error {
     match engine.execute(sql, &QueryContext::default()).await {
         Err(e) => e,
         Ok(r) => match r.collect().await {
@@ -639,12 +643,12 @@ pub(crate) async fn query_err(engine: &QueryEngine, sql: &str) -> crate::Error {
 }
 
 /// SQL timestamp literal for microseconds since the epoch.
-pub(crate) fn ts_lit(micros: i64) -> String {
+pub fn ts_lit(micros: i64) -> String {
     let t = chrono::DateTime::from_timestamp_micros(micros).expect("valid time");
     format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
 }
 
 /// An object path's size in the store.
-pub(crate) async fn object_size(store: &Arc<dyn ObjectStore>, path: &str) -> u64 {
+pub async fn object_size(store: &Arc<dyn ObjectStore>, path: &str) -> u64 {
     store.head(&Path::from(path)).await.expect("head").size
 }

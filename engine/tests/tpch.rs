@@ -3,8 +3,9 @@
 //! queries through Flight SQL against a real `strata serve` with default settings. Every
 //! answer must equal DataFusion's in-process over the same batches as plain in-memory tables.
 //!
-//! Scale factor 0.01 by default (`STRATA_TPCH_SF` to change); the queries are in
-//! `benches/tpch/`.
+//! Scale factor 0.01 by default (`STRATA_TPCH_SF` to change); the data and the queries
+//! (`benches/tpch/`) come from `strata_benches::tpch`, which `strata-bench --tpch SF` also
+//! uses to time them next to DataFusion and DuckDB.
 
 mod common;
 
@@ -16,59 +17,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use common::*;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
-    PartSuppGenerator, RegionGenerator, SupplierGenerator,
-};
-use tpchgen_arrow::{
-    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
-    SupplierArrow,
-};
-
-type Batches = Vec<RecordBatch>;
-
-fn collect(it: impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>) -> Batches {
-    it.collect::<Result<_, _>>().expect("generate")
-}
-
-/// The eight tables at scale factor `sf`.
-fn tables(sf: f64) -> Vec<(&'static str, Batches)> {
-    const BATCH: usize = 8192;
-    vec![
-        (
-            "region",
-            collect(RegionArrow::new(RegionGenerator::new(sf, 1, 1))),
-        ),
-        (
-            "nation",
-            collect(NationArrow::new(NationGenerator::new(sf, 1, 1))),
-        ),
-        (
-            "supplier",
-            collect(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-        (
-            "customer",
-            collect(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-        (
-            "part",
-            collect(PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-        (
-            "partsupp",
-            collect(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-        (
-            "orders",
-            collect(OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-        (
-            "lineitem",
-            collect(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH)),
-        ),
-    ]
-}
+use strata_benches::tpch;
 
 /// Each row as its cells' display text, joined.
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
@@ -93,15 +42,6 @@ fn rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-fn sql_of(q: usize) -> String {
-    let path = format!("{}/../benches/tpch/q{q:02}.sql", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .trim()
-        .trim_end_matches(';')
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_answers_like_datafusion() {
     let sf: f64 = std::env::var("STRATA_TPCH_SF")
@@ -121,7 +61,7 @@ async fn tpch_answers_like_datafusion() {
         ],
         &[],
     );
-    let data = tables(sf);
+    let data = tpch::generate(sf).expect("generate TPC-H");
     let ctx = SessionContext::new();
     let load = Instant::now();
     let mut rows_loaded = 0;
@@ -145,16 +85,16 @@ async fn tpch_answers_like_datafusion() {
     let mut c = sql_client(&p.grpc).await;
     let mut report = Vec::new();
     for q in 1..=22 {
-        let sql = sql_of(q);
+        let sql = tpch::sql(q - 1);
         let t = Instant::now();
-        let expected = match ctx.sql(&sql).await {
+        let expected = match ctx.sql(sql).await {
             Ok(df) => df.collect().await,
             Err(e) => Err(e),
         };
         let expected = rows(&expected.unwrap_or_else(|e| panic!("Q{q} in DataFusion: {e}")));
         let df_time = t.elapsed();
         let t = Instant::now();
-        let got = query(&mut c, &sql)
+        let got = query(&mut c, sql)
             .await
             .unwrap_or_else(|e| panic!("Q{q} through Strata: {e}"));
         let strata_time = t.elapsed();

@@ -42,6 +42,32 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(sf) = args.tpch {
+        return match rt.block_on(strata_benches::tpch::run(&args, sf)) {
+            Ok(report) => {
+                println!("{}", report.render());
+                if let Some(p) = &args.json
+                    && let Err(e) = serde_json::to_vec_pretty(&report)
+                        .map_err(|e| e.to_string())
+                        .and_then(|j| std::fs::write(p, j).map_err(|e| e.to_string()))
+                {
+                    eprintln!("strata-bench: cannot write {}: {e}", p.display());
+                    return std::process::ExitCode::from(1);
+                }
+                let failures = report.failures();
+                if failures.is_empty() {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    eprintln!("strata-bench: FAILURES\n{}", failures.join("\n"));
+                    std::process::ExitCode::from(2)
+                }
+            }
+            Err(e) => {
+                eprintln!("strata-bench: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     match rt.block_on(run(args)) {
         Ok(report) if report.failures.is_empty() => std::process::ExitCode::SUCCESS,
         Ok(report) => {

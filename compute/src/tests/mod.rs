@@ -3,7 +3,6 @@
 mod budget;
 mod cache;
 mod confinement;
-mod differential;
 mod freshness;
 mod joins;
 mod lifecycle;

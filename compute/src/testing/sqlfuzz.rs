@@ -1,34 +1,26 @@
-//! A differential SQL fuzzer: seeded random queries over the `logs` fixture (segments, an
-//! unflushed WAL tail, a delete rule) and the `services` table, answered by Strata and by
-//! DataFusion in-process over the same live rows as plain in-memory tables; answers must be
-//! equal (order-insensitive unless fully ordered, floats with tolerance).
-//!
-//! Every rewrite Strata adds (last row per key, aggregation before joins, join guards) and
-//! every pruning path (time, shard, statistics, bloom filters, the WAL tail) sits between
-//! the SQL and the answer, so a wrong prune or rewrite shows up as a mismatch.
-//!
-//! `STRATA_SQL_FUZZ_QUERIES=N` (default 300) and `STRATA_SQL_FUZZ_SEED=S` (default 1); a
-//! mismatch prints the query and the seed that generated it.
+//! Seeded random SQL over the `logs` fixture and the `services` table (filters on every
+//! column type, time windows, aggregates with and without GROUP BY, joins, window functions,
+//! ORDER BY/LIMIT, DISTINCT, subqueries), and DataFusion in-process over the same rows as the
+//! reference: the parts of the differential fuzzer that every phase shares.
 
 use std::sync::Arc;
 
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-use crate::testing::{
-    Cell, Fixture, LogRow, RARE_TOKEN, Rng, STEP, T0, cells, logs_batch, query, services_def,
-    test_config, ts_lit,
+use super::{
+    Cell, Fixture, LogRow, RARE_TOKEN, Rng, STEP, T0, cells, logs_batch, services_def, ts_lit,
 };
 
 /// Rows this fuzzer's delete rule hides.
-const DELETED: &str = "status = 404 AND level = 'INFO'";
+pub const DELETED: &str = "status = 404 AND level = 'INFO'";
 
-fn deleted(r: &LogRow) -> bool {
+pub fn deleted(r: &LogRow) -> bool {
     r.status == 404 && r.level == "INFO"
 }
 
 /// A random predicate over `logs` columns (prefixed with `p`).
-fn predicate(rng: &mut Rng, rows: &[LogRow], p: &str, depth: u32) -> String {
+pub fn predicate(rng: &mut Rng, rows: &[LogRow], p: &str, depth: u32) -> String {
     let pick = |rng: &mut Rng| &rows[rng.below(rows.len() as u64) as usize];
     let span = rows.len() as i64 * STEP;
     match rng.below(if depth > 1 { 17 } else { 20 }) {
@@ -91,7 +83,7 @@ fn predicate(rng: &mut Rng, rows: &[LogRow], p: &str, depth: u32) -> String {
 }
 
 /// A random query, and whether its order is part of the answer.
-fn random_query(rng: &mut Rng, rows: &[LogRow]) -> (String, bool) {
+pub fn random_query(rng: &mut Rng, rows: &[LogRow]) -> (String, bool) {
     let groups = [
         "host",
         "level",
@@ -192,7 +184,7 @@ fn random_query(rng: &mut Rng, rows: &[LogRow]) -> (String, bool) {
 }
 
 /// Rows sorted by a key that is stable under float noise (for order-insensitive answers).
-fn sorted(mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
+pub fn sorted(mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     let key = |row: &Vec<Cell>| -> String {
         row.iter()
             .map(|c| match c {
@@ -208,7 +200,7 @@ fn sorted(mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
 }
 
 /// DataFusion in-process over the same live rows, as plain in-memory tables.
-async fn reference(f: &Fixture, live: &[LogRow]) -> SessionContext {
+pub async fn reference(f: &Fixture, live: &[LogRow]) -> SessionContext {
     let ctx = SessionContext::new();
     let logs = logs_batch(live, false);
     ctx.register_table(
@@ -240,99 +232,8 @@ async fn reference(f: &Fixture, live: &[LogRow]) -> SessionContext {
     ctx
 }
 
-async fn reference_answer(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
+pub async fn reference_answer(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
     let df = ctx.sql(sql).await.map_err(|e| e.to_string())?;
     let batches = df.collect().await.map_err(|e| e.to_string())?;
     Ok(cells(&batches))
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strata_answers_like_datafusion_on_random_queries() {
-    let n = env_u64("STRATA_SQL_FUZZ_QUERIES", 300);
-    let seed = env_u64("STRATA_SQL_FUZZ_SEED", 1);
-    let f = Fixture::new().await;
-    let engine = f.engine(test_config()).await;
-    let mut rng = Rng::new(seed);
-    let (mut checked, mut empty, mut both_failed) = (0u64, 0u64, 0u64);
-    for phase in ["segments + WAL", "after a delete"] {
-        let live: Vec<LogRow> = if phase == "after a delete" {
-            f.catalog
-                .add_delete_rule("logs", DELETED)
-                .await
-                .expect("delete rule");
-            f.rows.iter().filter(|r| !deleted(r)).cloned().collect()
-        } else {
-            f.rows.clone()
-        };
-        let ctx = reference(&f, &live).await;
-        for i in 0..n / 2 {
-            let (sql, ordered) = random_query(&mut rng, &f.rows);
-            let expected = reference_answer(&ctx, &sql).await;
-            let got = match engine.execute(&sql, &Default::default()).await {
-                Ok(r) => r
-                    .collect()
-                    .await
-                    .map(|b| cells(&b))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let (expected, got) = match (expected, got) {
-                (Ok(e), Ok(g)) => (e, g),
-                (Err(_), Err(_)) => {
-                    both_failed += 1;
-                    continue;
-                }
-                (e, g) => panic!(
-                    "seed {seed}, {phase}, query {i}: one engine failed\n{sql}\n\
-                     DataFusion: {e:?}\nStrata: {g:?}"
-                ),
-            };
-            let (expected, got) = if ordered {
-                (expected, got)
-            } else {
-                (sorted(expected), sorted(got))
-            };
-            if expected != got {
-                panic!(
-                    "seed {seed}, {phase}, query {i}: answers differ\n{sql}\n\
-                     DataFusion ({} rows): {:?}\nStrata ({} rows): {:?}\n\
-                     replay: STRATA_SQL_FUZZ_SEED={seed} STRATA_SQL_FUZZ_QUERIES={n} \
-                     cargo test -p strata-compute --lib differential",
-                    expected.len(),
-                    &expected[..expected.len().min(5)],
-                    got.len(),
-                    &got[..got.len().min(5)],
-                );
-            }
-            checked += 1;
-            empty += u64::from(expected.is_empty());
-        }
-    }
-    // The delete rule really hides rows from Strata.
-    let hidden = query(
-        &engine,
-        &format!("SELECT count(*) FROM logs WHERE {DELETED}"),
-    )
-    .await;
-    assert_eq!(hidden, vec![vec![Cell::I(0)]]);
-    let paths = engine.paths();
-    eprintln!(
-        "differential: {checked} queries equal ({empty} empty answers), {both_failed} refused \
-         by both, seed {seed}; paths taken: {paths:?}"
-    );
-    // Every rewrite and pruning path was exercised (a path no query reaches checks nothing).
-    for (path, n) in &paths {
-        assert!(*n > 0, "no generated query took the path `{path}`");
-    }
-    assert!(
-        checked >= n * 9 / 10,
-        "most queries must run: {checked} of {n}"
-    );
 }
