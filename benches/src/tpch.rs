@@ -74,6 +74,8 @@ const BATCH_ROWS: usize = 8192;
 const WRITERS: usize = 4;
 
 type Batches = Vec<RecordBatch>;
+/// One engine's warm time of a query.
+type WarmOf = fn(&TpchRow) -> Option<f64>;
 
 fn collect(
     it: impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>,
@@ -515,7 +517,7 @@ pub async fn run(args: &Args, sf: f64) -> Result<TpchReport> {
     }
 
     // Geomeans over the queries every measured engine answered.
-    let engines: [(&str, fn(&TpchRow) -> Option<f64>); 3] = [
+    let engines: [(&str, WarmOf); 3] = [
         ("strata", |r| r.strata.warm_ms),
         ("datafusion", |r| r.datafusion.warm_ms),
         ("duckdb", |r| r.duckdb.warm_ms),

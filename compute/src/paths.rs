@@ -20,15 +20,18 @@ pub(crate) enum Path {
     ShardsPruned,
     /// A scan that read unflushed rows from the WAL.
     WalTail,
+    /// A scan that skipped at least one unflushed WAL batch (time, statistics).
+    WalPruned,
 }
 
-const PATHS: [(Path, &str); 6] = [
+const PATHS: [(Path, &str); 7] = [
     (Path::LastRowRewrite, "rewrite: last row per key"),
     (Path::AggregateBeforeJoin, "rewrite: aggregate before join"),
     (Path::Scan, "scans"),
     (Path::SegmentsPruned, "scans pruning segments"),
     (Path::ShardsPruned, "scans pruning shards"),
     (Path::WalTail, "scans reading the WAL tail"),
+    (Path::WalPruned, "scans pruning WAL batches"),
 ];
 
 /// Counters of [`Path`]s, shared by an engine's sessions.

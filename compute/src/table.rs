@@ -349,9 +349,14 @@ impl TableProvider for StrataTable {
             &self.manifest,
             &shards,
             &self.internal,
+            |stats| pruning.keep_segment(stats, &self.schema),
         )
         .await
         .map_err(Error::into_datafusion)?;
+        if wal.pruned > 0 {
+            self.env.paths.hit(crate::paths::Path::WalPruned);
+        }
+        let wal = wal.batches;
         if !wal.is_empty() {
             self.env.paths.hit(crate::paths::Path::WalTail);
         }

@@ -22,7 +22,7 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_n
 use arrow::datatypes::SchemaRef;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use strata_storage::{Catalog, TableManifest, wal};
+use strata_storage::{Catalog, SegmentMeta, TableDef, TableManifest, segment, wal};
 
 use crate::error::{Error, Result};
 use crate::ttl_map::TtlMap;
@@ -64,6 +64,36 @@ impl WalListings {
     }
 }
 
+/// One decoded WAL batch and its statistics, in the shape of a segment's manifest entry, so
+/// that a scan prunes unflushed rows by shard, time and column statistics exactly as it prunes
+/// segments. Computed once when the entry is decoded and cached with it.
+#[derive(Debug)]
+pub(crate) struct TailBatch {
+    pub(crate) batch: RecordBatch,
+    pub(crate) stats: SegmentMeta,
+}
+
+impl TailBatch {
+    fn new(def: &TableDef, location: &str, shard: u32, batch: RecordBatch) -> Result<Self> {
+        let bytes = strata_common::batch_bytes(&batch) as u64;
+        let stats = segment::batch_stats(def, &batch)
+            .map_err(|e| Error::Internal(format!("statistics of WAL entry {location}: {e}")))?
+            .into_meta(location.to_string(), shard, bytes, 0);
+        Ok(Self { batch, stats })
+    }
+
+    /// Cache weight: the data once (see [`WalCache::new`]) and the statistics.
+    fn weight(&self) -> usize {
+        strata_common::batch_bytes(&self.batch)
+            + self
+                .stats
+                .columns
+                .keys()
+                .map(|k| k.len() + 64)
+                .sum::<usize>()
+    }
+}
+
 /// Decoded WAL entries by object path. WAL objects never change, so repeated queries over
 /// the same unflushed tail skip the Arrow IPC decode; entries age out (LRU by bytes) once
 /// a flush deletes their objects and nobody asks for them.
@@ -73,7 +103,7 @@ impl WalListings {
 /// same path names different objects for two tenants.
 #[derive(Clone)]
 pub(crate) struct WalCache {
-    cache: foyer::Cache<String, Arc<Vec<RecordBatch>>>,
+    cache: foyer::Cache<String, Arc<Vec<TailBatch>>>,
     namespace: u64,
 }
 
@@ -84,8 +114,8 @@ impl WalCache {
                 // Weighed by their data: the IPC reader decodes each message body into one
                 // allocation that all columns slice, which `get_array_memory_size` would
                 // count once per column, making the cache evict what it could hold.
-                .with_weighter(|k: &String, v: &Arc<Vec<RecordBatch>>| {
-                    k.len() + v.iter().map(strata_common::batch_bytes).sum::<usize>()
+                .with_weighter(|k: &String, v: &Arc<Vec<TailBatch>>| {
+                    k.len() + v.iter().map(TailBatch::weight).sum::<usize>()
                 })
                 .build(),
             namespace: 0,
@@ -112,8 +142,19 @@ impl std::fmt::Debug for WalCache {
     }
 }
 
-/// Read the unflushed rows of `shards`, conformed to `target` (the table schema, then
-/// `_offset`, then [`SHARD_COLUMN`]), each batch with its shard.
+/// The unflushed rows a scan reads.
+#[derive(Debug, Default)]
+pub(crate) struct Unflushed {
+    /// Batches conformed to the scan's target schema, each with its shard.
+    pub(crate) batches: Vec<(u32, RecordBatch)>,
+    /// Batches skipped because their statistics rule out every row.
+    pub(crate) pruned: usize,
+}
+
+/// Read the unflushed rows of `shards` whose batch statistics `keep` accepts, conformed to
+/// `target` (the table schema, then `_offset`, then [`SHARD_COLUMN`]), each batch with its
+/// shard.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_unflushed(
     store: &Arc<dyn ObjectStore>,
     decoded: &WalCache,
@@ -122,14 +163,16 @@ pub(crate) async fn read_unflushed(
     manifest: &TableManifest,
     shards: &[u32],
     target: &SchemaRef,
-) -> Result<Vec<(u32, RecordBatch)>> {
+    keep: impl Fn(&SegmentMeta) -> bool,
+) -> Result<Unflushed> {
+    let def = &manifest.table;
     let table = manifest.table.name.as_str();
     let listed = checked_listings(store, listings, catalog, manifest, shards).await?;
     let entries: Vec<(u32, ObjectMeta)> = listed
         .iter()
         .flat_map(|(shard, l)| l.iter().map(move |(_, meta)| (*shard, meta.clone())))
         .collect();
-    let fetched: Vec<(u32, Arc<Vec<RecordBatch>>)> = futures::stream::iter(entries)
+    let fetched: Vec<(u32, Arc<Vec<TailBatch>>)> = futures::stream::iter(entries)
         .map(|(shard, meta)| async move {
             let key = decoded.key(&meta.location);
             if let Some(hit) = decoded.cache.get(&key) {
@@ -147,17 +190,29 @@ pub(crate) async fn read_unflushed(
                 }
                 Err(e) => return Err(Error::ObjectStore(e)),
             };
-            let batches = Arc::new(wal::decode(&bytes)?.batches);
+            let location = meta.location.to_string();
+            let batches = Arc::new(
+                wal::decode(&bytes)?
+                    .batches
+                    .into_iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(|b| TailBatch::new(def, &location, shard, b))
+                    .collect::<Result<Vec<_>>>()?,
+            );
             decoded.cache.insert(key, Arc::clone(&batches));
             Ok((shard, batches))
         })
         .buffered(WAL_FETCH_CONCURRENCY)
         .try_collect()
         .await?;
-    let mut out = Vec::new();
+    let mut out = Unflushed::default();
     for (shard, batches) in fetched {
-        for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            out.push((shard, conform(b, target, shard)?));
+        for b in batches.iter() {
+            if keep(&b.stats) {
+                out.batches.push((shard, conform(&b.batch, target, shard)?));
+            } else {
+                out.pruned += 1;
+            }
         }
     }
     Ok(out)

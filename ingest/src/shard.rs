@@ -33,7 +33,7 @@ use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use strata_storage::segment::encode_segment;
 use strata_storage::wal::{self, WalHeader};
-use strata_storage::{Catalog, SegmentMeta, paths};
+use strata_storage::{Catalog, paths};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -954,20 +954,7 @@ impl FlushJob {
                     PutOptions::from(PutMode::Create),
                 )
                 .await?;
-            Some(SegmentMeta {
-                path: path.to_string(),
-                shard: self.shard,
-                rows: enc.rows,
-                bytes: size,
-                min_ts: enc.min_ts,
-                max_ts: enc.max_ts,
-                min_offset: enc.min_offset,
-                max_offset: enc.max_offset,
-                columns: enc.columns,
-                level: 0,
-                deletes_applied: 0,
-                created_at_ms: chrono_ms(),
-            })
+            Some(enc.into_meta(path.to_string(), self.shard, size, chrono_ms()))
         };
         let (shard, epoch, from, upto) = (self.shard, self.epoch, self.from_seq, self.upto_seq);
         let table = self.table.clone();

@@ -20,7 +20,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
-use crate::manifest::{ColumnStats, OFFSET_COLUMN, TableDef};
+use crate::manifest::{ColumnStats, OFFSET_COLUMN, SegmentMeta, TableDef};
 
 /// Most rows in one data page (the page index then prunes at this granularity).
 pub const PAGE_ROWS: usize = 8192;
@@ -227,6 +227,39 @@ pub fn encode_segment(
     let mut stats = compute_stats(def, &batch)?;
     stats.bytes = Bytes::from(buf);
     Ok(stats)
+}
+
+impl EncodedSegment {
+    /// The manifest entry of this segment once stored at `path` with `bytes` bytes.
+    pub fn into_meta(
+        self,
+        path: String,
+        shard: u32,
+        bytes: u64,
+        created_at_ms: i64,
+    ) -> SegmentMeta {
+        SegmentMeta {
+            path,
+            shard,
+            rows: self.rows,
+            bytes,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+            min_offset: self.min_offset,
+            max_offset: self.max_offset,
+            columns: self.columns,
+            level: 0,
+            deletes_applied: 0,
+            created_at_ms,
+        }
+    }
+}
+
+/// Statistics of `batch` as a segment of it would have them (row count, time range, offsets,
+/// per-column min/max/nulls), without encoding it: the query path prunes unflushed WAL
+/// batches with them exactly as it prunes segments.
+pub fn batch_stats(def: &TableDef, batch: &RecordBatch) -> Result<EncodedSegment> {
+    compute_stats(def, batch)
 }
 
 fn compute_stats(def: &TableDef, batch: &RecordBatch) -> Result<EncodedSegment> {
