@@ -281,19 +281,7 @@ pub async fn run(args: Args) -> Result<Report> {
         .min(rows);
     let run_id = run_id();
 
-    let mut tmp = None;
-    let work: PathBuf = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            let t = tempfile::Builder::new().prefix("strata-bench-").tempdir()?;
-            let p = t.path().to_path_buf();
-            tmp = Some(t);
-            p
-        }
-    };
+    let (work, tmp) = work_folder(args.work_dir.as_deref(), "strata-bench-")?;
 
     let mut notes = Vec::new();
     let strata_bin = if args.gateway.is_some() {
@@ -560,6 +548,24 @@ fn build_kind(p: &Path) -> String {
         "debug".to_string()
     } else {
         "unknown".to_string()
+    }
+}
+
+/// The working folder: `dir` (created if missing), else a new temporary folder named
+/// `prefix…`, returned with its guard (dropping it deletes the folder).
+pub fn work_folder(
+    dir: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            Ok((t.path().to_path_buf(), Some(t)))
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use crate::ingest::wait_visible;
 use crate::local::{EngineTiming, PyEngine, PyQuery, python_module_version, python_run};
 use crate::server::{Server, ServerOptions};
 use crate::stats::{Samples, fmt_ms, fmt_ratio, geomean, ms};
-use crate::suite::{Args, canonical, find_strata};
+use crate::suite::{Args, canonical, find_strata, work_folder};
 
 /// The 22 queries (the SQL in `benches/tpch/`), compiled into the binary.
 pub const QUERIES: [&str; 22] = [
@@ -399,19 +399,7 @@ fn compare(strata: Option<&Batches>, strata_t: &EngineTiming, df: Option<&Batche
 /// Run TPC-H at `sf` (see the module docs).
 pub async fn run(args: &Args, sf: f64) -> Result<TpchReport> {
     let warm = args.warm.unwrap_or(3).max(1);
-    let mut tmp = None;
-    let work: PathBuf = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            let t = tempfile::Builder::new().prefix("strata-tpch-").tempdir()?;
-            let p = t.path().to_path_buf();
-            tmp = Some(t);
-            p
-        }
-    };
+    let (work, tmp) = work_folder(args.work_dir.as_deref(), "strata-tpch-")?;
     let mut notes = Vec::new();
     let t = Instant::now();
     let tables = generate(sf)?;
