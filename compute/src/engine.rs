@@ -629,6 +629,15 @@ fn session_template(
     for rule in crate::rules::optimizer_rules(paths) {
         builder = builder.with_optimizer_rule(rule);
     }
+    // DataFusion's physical rules, with the join-back half of the last-row rewrite right
+    // after join selection (before repartitioning and dynamic filters are planned).
+    let mut physical = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    let at = physical
+        .iter()
+        .position(|r| r.name() == "join_selection")
+        .map_or(physical.len(), |i| i + 1);
+    physical.insert(at, Arc::new(crate::rules::LastRowJoinBuild));
+    builder = builder.with_physical_optimizer_rules(physical);
     builder = builder.with_physical_optimizer_rule(Arc::new(crate::rules::GuardJoins {
         max_cross_join_rows: config.max_cross_join_rows,
     }));

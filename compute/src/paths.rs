@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) enum Path {
     /// `row_number() ... WHERE rn = 1` became a `first_value` aggregate.
     LastRowRewrite,
+    /// ... and took the join-back form (`max(o)` per key joined back to the rows).
+    LastRowJoinBack,
     /// A grouped aggregate was split to run before a join to a small table.
     AggregateBeforeJoin,
     /// A table scan.
@@ -24,8 +26,12 @@ pub(crate) enum Path {
     WalPruned,
 }
 
-const PATHS: [(Path, &str); 7] = [
+const PATHS: [(Path, &str); 8] = [
     (Path::LastRowRewrite, "rewrite: last row per key"),
+    (
+        Path::LastRowJoinBack,
+        "rewrite: last row per key, joined back",
+    ),
     (Path::AggregateBeforeJoin, "rewrite: aggregate before join"),
     (Path::Scan, "scans"),
     (Path::SegmentsPruned, "scans pruning segments"),

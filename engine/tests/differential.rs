@@ -10,7 +10,7 @@
 //! `STRATA_SQL_FUZZ_SEED=S` (default 1); a mismatch prints the query and how to replay it:
 //!
 //! ```sh
-//! STRATA_SQL_FUZZ_QUERIES=100000 cargo test --release -p strata --test differential
+//! STRATA_SQL_FUZZ_QUERIES=100000 cargo test --release --workspace --test differential -- --nocapture
 //! ```
 
 use std::sync::Arc;
@@ -81,7 +81,11 @@ async fn run_phase(
 ) {
     let mut rows = live.at(now_micros());
     let mut ctx: SessionContext = reference(f, &rows).await;
+    let started = std::time::Instant::now();
     for i in 0..n {
+        if i > 0 && i % PROGRESS_EVERY == 0 {
+            progress(phase, i, n, started, tally);
+        }
         let (sql, ordered) = random_query(rng, &f.rows);
         let before = live.at(now_micros());
         if before.len() != rows.len() {
@@ -122,7 +126,7 @@ async fn run_phase(
                 "seed {seed}, {phase}, query {i}: answers differ\n{sql}\n\
                  DataFusion ({} rows): {:?}\nStrata ({} rows): {:?}\n\
                  replay: STRATA_SQL_FUZZ_SEED={seed} STRATA_SQL_FUZZ_QUERIES={} \
-                 cargo test -p strata --test differential",
+                 cargo test --workspace --test differential",
                 expected.len(),
                 &expected[..expected.len().min(5)],
                 got.len(),
@@ -133,6 +137,20 @@ async fn run_phase(
         tally.checked += 1;
         tally.empty += u64::from(expected.is_empty());
     }
+    progress(phase, n, n, started, tally);
+}
+
+/// Queries between progress lines of a long run.
+const PROGRESS_EVERY: u64 = 1_000;
+
+/// One line on stderr: where the run is, how fast it goes, what it has checked so far
+/// (a long run that hits a time limit still says how far it got).
+fn progress(phase: &str, done: u64, of: u64, started: std::time::Instant, tally: &Tally) {
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "differential: {phase}: {done}/{of} queries in {secs:.0} s ({:.1}/s); {tally:?}",
+        done as f64 / secs.max(1e-9)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

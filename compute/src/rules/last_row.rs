@@ -23,21 +23,46 @@
 //! (the projections and subquery aliases between the filter and the window are kept). Memory
 //! is then proportional to the number of partitions. Ties in the order are broken
 //! arbitrarily by both forms. Other conjuncts of the filter stay in a filter above.
+//!
+//! **Join-back form.** When the window orders by one non-null, non-float column `o` and its
+//! input is a plain scan (scans, filters, projections and aliases, nothing volatile), the
+//! aggregate keeps only `max(o)` (or `min`) per key, which vectorizes, and the rows are found
+//! by joining back to the input:
+//!
+//! ```text
+//! Projection: k, max(o) AS o, first_value(c) AS c, ..., 1 AS rn
+//!   Aggregate: group by l.k; max(l.o), first_value(l.c), ...      (one row per key on ties)
+//!     Join: m.k = l.k AND m.__strata_last_key_max = l.o           (NULL keys match NULL keys)
+//!       m: Aggregate: group by k; max(o) AS __strata_last_key_max
+//!            input
+//!       l: input
+//! ```
+//!
+//! Per-row work is then a vectorized max over two columns instead of an ordered
+//! `first_value` state update per column, and the second scan of the input reads little:
+//! [`LastRowJoinBuild`] makes the join hold the per-key side in one hash table, whose
+//! bounds (the oldest of the newest rows per key) DataFusion pushes into the scan as a
+//! dynamic filter that skips whole segments and row groups by their time statistics. On a
+//! day of logs with 10k hosts the second scan reads the last hour's segments.
 
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, NullEquality, Result, ScalarValue};
+use datafusion::config::ConfigOptions;
 use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::functions_aggregate::first_last::first_value;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, Filter, LogicalPlan, Operator, Projection,
-    WindowFunctionDefinition, lit, when,
+    Aggregate, BinaryExpr, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
+    Projection, WindowFunctionDefinition, col, lit, when,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 
 use super::unalias;
 
@@ -73,8 +98,11 @@ impl OptimizerRule for LastRowPerKey {
             return Ok(Transformed::no(plan));
         };
         match rewrite_filter(filter)? {
-            Some(new) => {
+            Some((new, form)) => {
                 self.paths.hit(crate::paths::Path::LastRowRewrite);
+                if form == Form::JoinBack {
+                    self.paths.hit(crate::paths::Path::LastRowJoinBack);
+                }
                 Ok(Transformed::yes(new))
             }
             None => Ok(Transformed::no(plan)),
@@ -82,13 +110,22 @@ impl OptimizerRule for LastRowPerKey {
     }
 }
 
-fn rewrite_filter(filter: &Filter) -> Result<Option<LogicalPlan>> {
+/// Which plan replaced the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `first_value(c ORDER BY o)` per column, grouped by the keys.
+    Aggregate,
+    /// `max(o)` per key joined back to the input (see the module docs).
+    JoinBack,
+}
+
+fn rewrite_filter(filter: &Filter) -> Result<Option<(LogicalPlan, Form)>> {
     let conjuncts = split_conjunction(&filter.predicate);
     for (i, conjunct) in conjuncts.iter().enumerate() {
         let Some(column) = equals_one(conjunct) else {
             continue;
         };
-        let Some(input) = rewrite_below(&filter.input, column, MAX_DEPTH)? else {
+        let Some((input, form)) = rewrite_below(&filter.input, column, MAX_DEPTH)? else {
             continue;
         };
         let rest: Vec<Expr> = conjuncts
@@ -98,10 +135,11 @@ fn rewrite_filter(filter: &Filter) -> Result<Option<LogicalPlan>> {
             .map(|(_, e)| (*e).clone())
             .collect();
         let input = Arc::new(input);
-        return Ok(Some(match conjunction(rest) {
+        let plan = match conjunction(rest) {
             Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, input)?),
             None => Arc::unwrap_or_clone(input),
-        }));
+        };
+        return Ok(Some((plan, form)));
     }
     Ok(None)
 }
@@ -152,7 +190,11 @@ fn strip_casts(mut e: &Expr) -> Option<&Expr> {
 
 /// Follow `column` down through projections and aliases to a window node computing it as
 /// `row_number()`, and return `plan` with that window replaced by the aggregate.
-fn rewrite_below(plan: &LogicalPlan, column: &Column, depth: usize) -> Result<Option<LogicalPlan>> {
+fn rewrite_below(
+    plan: &LogicalPlan,
+    column: &Column,
+    depth: usize,
+) -> Result<Option<(LogicalPlan, Form)>> {
     if depth == 0 {
         return Ok(None);
     }
@@ -176,13 +218,14 @@ fn rewrite_below(plan: &LogicalPlan, column: &Column, depth: usize) -> Result<Op
         }
         _ => None,
     };
-    let Some(new_input) = new_input else {
+    let Some((new_input, form)) = new_input else {
         return Ok(None);
     };
     // Rebuild this node over the new input, recomputing its schema.
-    Ok(Some(
+    Ok(Some((
         plan.with_new_exprs(plan.expressions(), vec![new_input])?,
-    ))
+        form,
+    )))
 }
 
 /// The aggregate equivalent of `window` filtered to row 1, if output `index` of the window is
@@ -190,7 +233,7 @@ fn rewrite_below(plan: &LogicalPlan, column: &Column, depth: usize) -> Result<Op
 fn rewrite_window(
     window: &datafusion::logical_expr::Window,
     index: usize,
-) -> Result<Option<LogicalPlan>> {
+) -> Result<Option<(LogicalPlan, Form)>> {
     let input_schema = window.input.schema();
     let n_input = input_schema.fields().len();
     if window.window_expr.len() != 1 || index != n_input {
@@ -219,6 +262,9 @@ fn rewrite_window(
             _ => return Ok(None),
         }
     }
+    if let Some(plan) = join_back(window, index, &keys, &params.order_by)? {
+        return Ok(Some((plan, Form::JoinBack)));
+    }
 
     // Group by the keys; every other input column becomes first_value(c ORDER BY o).
     let mut aggregates = Vec::new();
@@ -242,24 +288,226 @@ fn rewrite_window(
             None => first_value(Expr::Column(column), params.order_by.clone()),
         };
         aggregates.push(aggregate.alias(name.clone()));
-        let mut first = Expr::Column(Column::from_name(name));
-        if !field.is_nullable() {
-            // first_value is nullable, but every group has a row, so the first value of a
-            // non-nullable column is never NULL. Say so, or the plan above (whose schemas
-            // were derived from the window's) no longer matches the physical plan's schemas
-            // ("Physical input schema should be the same ...", e.g. under a UNION).
-            let Ok(default) = ScalarValue::new_default(field.data_type()) else {
-                return Ok(None);
-            };
-            first = when(first.clone().is_not_null(), first).otherwise(lit(default))?;
-        }
+        // (A non-null column's first value is declared non-null: "Physical input schema
+        // should be the same ..." otherwise, e.g. under a UNION.)
+        let first = Expr::Column(Column::from_name(name));
+        let Some(first) = not_null(first, field.is_nullable(), field.data_type())? else {
+            return Ok(None);
+        };
         outputs.push(first.alias_qualified(qualifier.cloned(), field.name()));
     }
-    let (rn_qualifier, rn_field) = window.schema.qualified_field(index);
-    let one = ScalarValue::UInt64(Some(1)).cast_to(rn_field.data_type())?;
-    outputs.push(Expr::Literal(one, None).alias_qualified(rn_qualifier.cloned(), rn_field.name()));
+    outputs.push(row_number_one(window, index)?);
     let group_by = keys.into_iter().map(Expr::Column).collect();
     let aggregate = Aggregate::try_new(Arc::clone(&window.input), group_by, aggregates)?;
     let projection = Projection::try_new(outputs, Arc::new(LogicalPlan::Aggregate(aggregate)))?;
-    Ok(Some(LogicalPlan::Projection(projection)))
+    Ok(Some((LogicalPlan::Projection(projection), Form::Aggregate)))
+}
+
+/// The window's `rn` output as the constant 1, under the window's name and type.
+fn row_number_one(window: &datafusion::logical_expr::Window, index: usize) -> Result<Expr> {
+    let (rn_qualifier, rn_field) = window.schema.qualified_field(index);
+    let one = ScalarValue::UInt64(Some(1)).cast_to(rn_field.data_type())?;
+    Ok(Expr::Literal(one, None).alias_qualified(rn_qualifier.cloned(), rn_field.name()))
+}
+
+/// `first` as a non-nullable value when `nullable` is false: every group has a row, so its
+/// first value is never NULL; say so, or the plan above (whose schemas were derived from the
+/// window's) no longer matches the physical plan's schemas. `None` if the type has no default.
+fn not_null(first: Expr, nullable: bool, data_type: &DataType) -> Result<Option<Expr>> {
+    if nullable {
+        return Ok(Some(first));
+    }
+    let Ok(default) = ScalarValue::new_default(data_type) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        when(first.clone().is_not_null(), first).otherwise(lit(default))?,
+    ))
+}
+
+/// Name of the per-key extreme of the ordering column in the join-back form; the physical
+/// rule [`LastRowJoinBuild`] recognises the join by it.
+pub(crate) const KEY_MAX: &str = "__strata_last_key_max";
+const LEFT: &str = "__strata_last_m";
+const RIGHT: &str = "__strata_last_l";
+
+/// The join-back form of the window (module docs), if it applies: one non-null, non-float
+/// ordering column of the input; non-float keys; an input that is a plain scan, cheap and
+/// deterministic to read twice, with unique column names.
+fn join_back(
+    window: &datafusion::logical_expr::Window,
+    index: usize,
+    keys: &[Column],
+    order_by: &[datafusion::logical_expr::SortExpr],
+) -> Result<Option<LogicalPlan>> {
+    let input = &window.input;
+    let schema = input.schema();
+    let [sort] = order_by else {
+        return Ok(None);
+    };
+    let Expr::Column(order) = &sort.expr else {
+        return Ok(None);
+    };
+    let Ok(order_idx) = schema.index_of_column(order) else {
+        return Ok(None);
+    };
+    let order_field = schema.field(order_idx);
+    let comparable = |t: &DataType| {
+        (t.is_primitive() && !t.is_floating())
+            || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    };
+    if order_field.is_nullable()
+        || !comparable(order_field.data_type())
+        || keys.contains(order)
+        || !plain_scan(input)?
+    {
+        return Ok(None);
+    }
+    for k in keys {
+        let Ok(i) = schema.index_of_column(k) else {
+            return Ok(None);
+        };
+        if schema.field(i).data_type().is_floating() {
+            return Ok(None);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    if !schema.fields().iter().all(|f| names.insert(f.name())) {
+        return Ok(None);
+    }
+
+    let extreme = if sort.asc {
+        min(Expr::Column(order.clone()))
+    } else {
+        max(Expr::Column(order.clone()))
+    };
+    let per_key = LogicalPlanBuilder::from(Arc::clone(input))
+        .aggregate(
+            keys.iter().cloned().map(Expr::Column),
+            vec![extreme.alias(KEY_MAX)],
+        )?
+        .alias(LEFT)?
+        .build()?;
+    let left_on = keys
+        .iter()
+        .map(|k| Column::new(Some(LEFT), k.name()))
+        .chain([Column::new(Some(LEFT), KEY_MAX)]);
+    let right_on = keys
+        .iter()
+        .map(|k| Column::new(Some(RIGHT), k.name()))
+        .chain([Column::new(Some(RIGHT), order.name())]);
+    let joined = LogicalPlanBuilder::from(per_key).join_detailed(
+        LogicalPlanBuilder::from(Arc::clone(input))
+            .alias(RIGHT)?
+            .build()?,
+        JoinType::Inner,
+        (left_on.collect::<Vec<_>>(), right_on.collect::<Vec<_>>()),
+        None,
+        NullEquality::NullEqualsNull,
+    )?;
+
+    // One row per key even when several rows share the newest `o`.
+    let mut aggregates = Vec::new();
+    let mut outputs = Vec::with_capacity(schema.fields().len() + 1);
+    for (qualifier, field) in schema.iter() {
+        let inner = col(Column::new(Some(RIGHT), field.name()));
+        let column = Column::new(qualifier.cloned(), field.name());
+        if keys.contains(&column) {
+            outputs.push(inner.alias_qualified(qualifier.cloned(), field.name()));
+            continue;
+        }
+        let name = format!("__strata_first_{}", aggregates.len());
+        let aggregate = if column == *order {
+            max(inner)
+        } else {
+            first_value(inner, vec![])
+        };
+        aggregates.push(aggregate.alias(name.clone()));
+        let first = Expr::Column(Column::from_name(name));
+        let Some(first) = not_null(first, field.is_nullable(), field.data_type())? else {
+            return Ok(None);
+        };
+        outputs.push(first.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    outputs.push(row_number_one(window, index)?);
+    let plan = joined
+        .aggregate(
+            keys.iter().map(|k| col(Column::new(Some(RIGHT), k.name()))),
+            aggregates,
+        )?
+        .project(outputs)?
+        .build()?;
+    Ok(Some(plan))
+}
+
+/// Whether `plan` is table scans under filters, projections and aliases, nothing volatile:
+/// reading it twice costs two scans and gives the same rows.
+fn plain_scan(plan: &LogicalPlan) -> Result<bool> {
+    let mut plain = true;
+    plan.apply(|p| {
+        let ok = match p {
+            LogicalPlan::TableScan(_) | LogicalPlan::SubqueryAlias(_) => true,
+            LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
+                !p.expressions().iter().any(Expr::is_volatile)
+            }
+            _ => false,
+        };
+        plain &= ok;
+        Ok(if ok {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    })?;
+    Ok(plain)
+}
+
+/// The physical half of the join-back form: the join holds the per-key side (at most one
+/// row per key, no more than the aggregate itself held) in one hash table, so the bounds
+/// DataFusion pushes into the other side's scan are plain ranges that prune segments and
+/// row groups (a partitioned join's filter is a per-partition `CASE` that prunes nothing).
+/// Runs right after DataFusion's join selection, before repartitioning is planned.
+#[derive(Debug, Default)]
+pub(crate) struct LastRowJoinBuild;
+
+impl PhysicalOptimizerRule for LastRowJoinBuild {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|p| {
+            let Some(join) = p.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(p));
+            };
+            let marked = |side: &Arc<dyn ExecutionPlan>| side.schema().index_of(KEY_MAX).is_ok();
+            if *join.join_type() != datafusion::common::JoinType::Inner
+                || *join.partition_mode() == PartitionMode::CollectLeft
+            {
+                return Ok(Transformed::no(p));
+            }
+            if marked(join.left()) {
+                let built = join
+                    .builder()
+                    .with_partition_mode(PartitionMode::CollectLeft)
+                    .build()?;
+                return Ok(Transformed::yes(Arc::new(built) as Arc<dyn ExecutionPlan>));
+            }
+            if marked(join.right()) {
+                return Ok(Transformed::yes(
+                    join.swap_inputs(PartitionMode::CollectLeft)?,
+                ));
+            }
+            Ok(Transformed::no(p))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "strata_last_row_join_build"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }

@@ -11,7 +11,7 @@ mod last_row;
 
 pub(crate) use eager_agg::AggregateBeforeJoin;
 pub(crate) use guard::GuardJoins;
-pub(crate) use last_row::LastRowPerKey;
+pub(crate) use last_row::{LastRowJoinBuild, LastRowPerKey};
 
 /// Rules appended after DataFusion's default logical optimizer rules; each counts its
 /// rewrites in `paths`.

@@ -129,14 +129,24 @@ pub fn random_query(rng: &mut Rng, rows: &[LogRow]) -> (String, bool) {
                 false,
             )
         }
-        5 => (
-            format!(
-                "SELECT host, ts, request_id FROM (SELECT host, ts, request_id, \
-                 row_number() OVER (PARTITION BY host ORDER BY ts DESC, request_id DESC) AS rn \
-                 FROM logs WHERE {w}) WHERE rn = 1"
-            ),
-            false,
-        ),
+        5 => {
+            // One ordering column (times are unique per row, so no ties): the join-back form;
+            // two: the ordered first_value aggregate.
+            let key = ["host", "service", "tenant"][rng.below(3) as usize];
+            let order = match rng.below(3) {
+                0 => "ts DESC".to_string(),
+                1 => "ts ASC".to_string(),
+                _ => "ts DESC, request_id DESC".to_string(),
+            };
+            (
+                format!(
+                    "SELECT {key}, ts, request_id, status FROM (SELECT {key}, ts, request_id, \
+                     status, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS rn \
+                     FROM logs WHERE {w}) WHERE rn = 1"
+                ),
+                false,
+            )
+        }
         6 => {
             let inner = predicate(rng, rows, "", 0);
             (

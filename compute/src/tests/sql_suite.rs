@@ -363,20 +363,69 @@ async fn row_number_one_is_planned_as_an_aggregate() {
                 .join("\n")
         }
     };
-    let window = |rn: u32| {
+    let window = |order: &str, rn: u32| {
         format!(
             "SELECT host, ts, level FROM (SELECT host, ts, level, row_number() OVER \
-             (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) WHERE rn = {rn}"
+             (PARTITION BY host ORDER BY {order}) AS rn FROM logs) WHERE rn = {rn}"
         )
     };
-    let rewritten = plan(window(1)).await;
+    // Two ordering columns: first_value per column in that order.
+    let rewritten = plan(window("ts DESC, request_id DESC", 1)).await;
     assert!(rewritten.contains("first_value(logs.level"), "{rewritten}");
-    // The ordering column itself (NOT NULL) is its max.
-    assert!(rewritten.contains("max(logs.ts)"), "{rewritten}");
     assert!(!rewritten.contains("WindowAggr"), "{rewritten}");
-    let kept = plan(window(3)).await;
+    // One non-null ordering column: its max per key, joined back to the rows, with the
+    // per-key side held whole so its bounds prune the second scan.
+    let joined = plan(window("ts DESC", 1)).await;
+    assert!(
+        joined.contains("max(logs.ts) AS __strata_last_key_max"),
+        "{joined}"
+    );
+    assert!(joined.contains("mode=CollectLeft"), "{joined}");
+    assert!(joined.contains("DynamicFilter"), "{joined}");
+    assert!(!joined.contains("WindowAggr"), "{joined}");
+    let kept = plan(window("ts DESC", 3)).await;
     assert!(kept.contains("WindowAggr"), "{kept}");
     assert!(!kept.contains("first_value"), "{kept}");
+}
+
+/// The join-back form's second scan skips the segments older than the oldest of the newest
+/// rows per key (the dynamic filter from the held side), which a partitioned join would not.
+#[tokio::test]
+async fn the_last_row_join_back_prunes_its_second_scan() {
+    let f = Fixture::new().await;
+    let engine = f.engine(test_config()).await;
+    let sql = "EXPLAIN ANALYZE SELECT host, ts, level FROM (SELECT host, ts, level, \
+               row_number() OVER (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) \
+               WHERE rn = 1";
+    let text = format!("{:?}", query(&engine, sql).await);
+    // The probe side's scan is the one carrying the dynamic filter.
+    let probe = text
+        .split("DataSourceExec")
+        .find(|s| s.contains("DynamicFilter"))
+        .unwrap_or_else(|| panic!("no scan with a dynamic filter: {text}"));
+    let pruned = probe
+        .split("files_ranges_pruned_statistics=")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_else(|| panic!("no file pruning metric: {probe}"));
+    // "N total → M matched"
+    let numbers: Vec<u64> = pruned
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [total, matched] = numbers[..] else {
+        panic!("unexpected metric {pruned:?}");
+    };
+    assert!(total > 1 && matched < total, "no segment skipped: {pruned}");
+    assert_eq!(
+        query(&engine, &sql["EXPLAIN ANALYZE ".len()..]).await.len(),
+        f.rows
+            .iter()
+            .map(|r| r.host.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "one row per host"
+    );
 }
 
 #[tokio::test]
