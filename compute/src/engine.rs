@@ -636,7 +636,12 @@ fn session_template(
         .iter()
         .position(|r| r.name() == "join_selection")
         .map_or(physical.len(), |i| i + 1);
-    physical.insert(at, Arc::new(crate::rules::LastRowJoinBuild));
+    physical.insert(
+        at,
+        Arc::new(crate::rules::LastRowJoinBuild {
+            paths: Arc::clone(paths),
+        }),
+    );
     builder = builder.with_physical_optimizer_rules(physical);
     builder = builder.with_physical_optimizer_rule(Arc::new(crate::rules::GuardJoins {
         max_cross_join_rows: config.max_cross_join_rows,

@@ -12,6 +12,8 @@ pub(crate) enum Path {
     LastRowRewrite,
     /// ... and took the join-back form (`max(o)` per key joined back to the rows).
     LastRowJoinBack,
+    /// A hash join holds its per-key (aggregate) side whole, so its bounds prune the scan.
+    JoinHoldsKeySide,
     /// A grouped aggregate was split to run before a join to a small table.
     AggregateBeforeJoin,
     /// A table scan.
@@ -26,12 +28,13 @@ pub(crate) enum Path {
     WalPruned,
 }
 
-const PATHS: [(Path, &str); 8] = [
+const PATHS: [(Path, &str); 9] = [
     (Path::LastRowRewrite, "rewrite: last row per key"),
     (
         Path::LastRowJoinBack,
         "rewrite: last row per key, joined back",
     ),
+    (Path::JoinHoldsKeySide, "joins holding the per-key side"),
     (Path::AggregateBeforeJoin, "rewrite: aggregate before join"),
     (Path::Scan, "scans"),
     (Path::SegmentsPruned, "scans pruning segments"),

@@ -16,7 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
@@ -82,6 +82,10 @@ pub fn writer_properties(
         // Small pages: a point lookup that the bloom filter narrows to one row group then
         // decodes one page of each column (≤ 8k rows) instead of ~1 MiB pages.
         .set_data_page_row_count_limit(PAGE_ROWS)
+        // Every bloom filter next to the footer and page index, not after its row group: a
+        // cold lookup then finds all of a segment's filters in the cache blocks it reads for
+        // the footer, instead of one more block per row group.
+        .set_bloom_filter_position(BloomFilterPosition::End)
         .set_statistics_truncate_length(Some(64));
     if let Some(tc) = &def.time_column
         && let Some(idx) = def.schema.index_of(tc).ok()
@@ -453,6 +457,64 @@ mod tests {
         let has = |i: usize| rg.column(i).bloom_filter_offset().is_some();
         assert!(has(1), "bloom filter on the unique id");
         assert!(!has(0) && !has(2) && !has(3), "none on ts, msg or offsets");
+    }
+
+    /// Bloom filters sit after the last row group's data (beside the footer), so a cold
+    /// lookup reads them with the footer instead of one cache block per row group.
+    #[test]
+    fn bloom_filters_are_written_beside_the_footer() {
+        let n = 4096i64;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("id", DataType::Int64, false),
+            Field::new("msg", DataType::Utf8, true),
+            Field::new(OFFSET_COLUMN, DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..n)),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i * 7))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("m{i}")),
+                )),
+                Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            ],
+        )
+        .unwrap();
+        let opts = SegmentOptions {
+            row_group_rows: 1024,
+            ..SegmentOptions::default()
+        };
+        let seg = encode_segment(&def(), &[batch], &opts).unwrap();
+        let meta = parquet::file::serialized_reader::SerializedFileReader::new(seg.bytes)
+            .map(|r| parquet::file::reader::FileReader::metadata(&r).clone())
+            .unwrap();
+        assert_eq!(meta.num_row_groups(), 4);
+        let data_end = meta
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .map(|c| {
+                let (start, len) = c.byte_range();
+                start + len
+            })
+            .max()
+            .unwrap();
+        for rg in meta.row_groups() {
+            let offset = rg
+                .column(1)
+                .bloom_filter_offset()
+                .expect("a bloom filter on id");
+            assert!(
+                offset as u64 >= data_end,
+                "bloom filter at {offset}, inside the row groups' data (ending at {data_end})"
+            );
+        }
     }
 
     #[test]

@@ -49,20 +49,29 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, NullEquality, Result, ScalarValue};
+use datafusion::common::{Column, JoinType, NullEquality, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::functions_aggregate::first_last::first_value;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
-    Projection, WindowFunctionDefinition, col, lit, when,
+    Aggregate, BinaryExpr, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator, Projection,
+    WindowFunctionDefinition, col, lit, when,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 
 use super::unalias;
 
@@ -462,13 +471,102 @@ fn plain_scan(plan: &LogicalPlan) -> Result<bool> {
     Ok(plain)
 }
 
-/// The physical half of the join-back form: the join holds the per-key side (at most one
-/// row per key, no more than the aggregate itself held) in one hash table, so the bounds
-/// DataFusion pushes into the other side's scan are plain ranges that prune segments and
-/// row groups (a partitioned join's filter is a per-partition `CASE` that prunes nothing).
-/// Runs right after DataFusion's join selection, before repartitioning is planned.
+/// The physical half of the join-back form, and of the same query written by hand
+/// (`logs l JOIN (SELECT host, max(ts) AS m FROM logs GROUP BY host) a ON l.host = a.host AND
+/// l.ts = a.m`): when one side of a hash join is a grouped aggregate whose group columns are
+/// all join keys (at most one row per key) and it is either this rewrite's per-key side or an
+/// aggregate over exactly the files the other side reads, the join holds that side whole
+/// (`CollectLeft`, swapping sides if needed). It has no more rows than the other side and no
+/// more than the aggregate itself held, and the bounds DataFusion then pushes into the other
+/// side's scan are plain ranges that prune segments and row groups (a partitioned join's
+/// filter is a per-partition `CASE` that prunes nothing; DataFusion, with no row estimate for
+/// an aggregate, would otherwise often hold the raw side). Runs right after DataFusion's join
+/// selection, before repartitioning is planned.
 #[derive(Debug, Default)]
-pub(crate) struct LastRowJoinBuild;
+pub(crate) struct LastRowJoinBuild {
+    pub(crate) paths: Arc<crate::paths::PathCounts>,
+}
+
+impl LastRowJoinBuild {
+    /// Whether `side` (with join keys `keys`) should be the held side against `other`.
+    fn holds(
+        side: &Arc<dyn ExecutionPlan>,
+        keys: &[usize],
+        other: &Arc<dyn ExecutionPlan>,
+    ) -> bool {
+        if !unique_on(side, keys) {
+            return false;
+        }
+        if side.schema().index_of(KEY_MAX).is_ok() {
+            return true;
+        }
+        let files = scanned_files(side);
+        !files.is_empty() && files == scanned_files(other)
+    }
+}
+
+/// Join key columns of one side, as indices into its output (computed keys are left out).
+fn key_columns<'a>(keys: impl Iterator<Item = &'a PhysicalExprRef>) -> Vec<usize> {
+    keys.filter_map(|k| {
+        k.downcast_ref::<PhysicalColumn>()
+            .map(PhysicalColumn::index)
+    })
+    .collect()
+}
+
+/// Whether `plan` has at most one row per value of its output columns `keys`: it is (through
+/// projections, repartitioning and coalescing) a grouped aggregate whose group columns are
+/// all among `keys`.
+fn unique_on(plan: &Arc<dyn ExecutionPlan>, keys: &[usize]) -> bool {
+    if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
+        let inner: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| p.expr().get(*k))
+            .filter_map(|e| {
+                e.expr
+                    .downcast_ref::<PhysicalColumn>()
+                    .map(PhysicalColumn::index)
+            })
+            .collect();
+        return unique_on(p.input(), &inner);
+    }
+    if let Some(a) = plan.downcast_ref::<AggregateExec>() {
+        let groups = a.group_expr();
+        return matches!(
+            a.mode(),
+            AggregateMode::Final
+                | AggregateMode::FinalPartitioned
+                | AggregateMode::Single
+                | AggregateMode::SinglePartitioned
+        ) && !groups.expr().is_empty()
+            && !groups.has_grouping_set()
+            && (0..groups.expr().len()).all(|g| keys.contains(&g));
+    }
+    let passes_rows_through = plan.downcast_ref::<RepartitionExec>().is_some()
+        || plan.downcast_ref::<CoalescePartitionsExec>().is_some()
+        || plan.downcast_ref::<CooperativeExec>().is_some();
+    match plan.children().as_slice() {
+        [child] if passes_rows_through => unique_on(child, keys),
+        _ => false,
+    }
+}
+
+/// The Parquet files the scans under `plan` read.
+fn scanned_files(plan: &Arc<dyn ExecutionPlan>) -> std::collections::BTreeSet<String> {
+    let mut files = std::collections::BTreeSet::new();
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(p) = stack.pop() {
+        if let Some(scan) = p.downcast_ref::<DataSourceExec>()
+            && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
+        {
+            for group in &config.file_groups {
+                files.extend(group.iter().map(|f| f.object_meta.location.to_string()));
+            }
+        }
+        stack.extend(p.children().into_iter().cloned());
+    }
+    files
+}
 
 impl PhysicalOptimizerRule for LastRowJoinBuild {
     fn optimize(
@@ -480,20 +578,28 @@ impl PhysicalOptimizerRule for LastRowJoinBuild {
             let Some(join) = p.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(p));
             };
-            let marked = |side: &Arc<dyn ExecutionPlan>| side.schema().index_of(KEY_MAX).is_ok();
-            if *join.join_type() != datafusion::common::JoinType::Inner
+            let inner_or_semi = matches!(
+                join.join_type(),
+                JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi
+            );
+            if !inner_or_semi
                 || *join.partition_mode() == PartitionMode::CollectLeft
+                || join.filter().is_some()
             {
                 return Ok(Transformed::no(p));
             }
-            if marked(join.left()) {
+            let left_keys = key_columns(join.on().iter().map(|(l, _)| l));
+            let right_keys = key_columns(join.on().iter().map(|(_, r)| r));
+            if Self::holds(join.left(), &left_keys, join.right()) {
                 let built = join
                     .builder()
                     .with_partition_mode(PartitionMode::CollectLeft)
                     .build()?;
+                self.paths.hit(crate::paths::Path::JoinHoldsKeySide);
                 return Ok(Transformed::yes(Arc::new(built) as Arc<dyn ExecutionPlan>));
             }
-            if marked(join.right()) {
+            if Self::holds(join.right(), &right_keys, join.left()) {
+                self.paths.hit(crate::paths::Path::JoinHoldsKeySide);
                 return Ok(Transformed::yes(
                     join.swap_inputs(PartitionMode::CollectLeft)?,
                 ));

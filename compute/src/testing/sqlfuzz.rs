@@ -133,6 +133,18 @@ pub fn random_query(rng: &mut Rng, rows: &[LogRow]) -> (String, bool) {
             // One ordering column (times are unique per row, so no ties): the join-back form;
             // two: the ordered first_value aggregate.
             let key = ["host", "service", "tenant"][rng.below(3) as usize];
+            if rng.below(4) == 0 {
+                // The same, written as a join back to an aggregate of the same rows.
+                return (
+                    format!(
+                        "SELECT l.{key}, l.ts, l.request_id, l.status FROM \
+                         (SELECT * FROM logs WHERE {w}) l JOIN \
+                         (SELECT {key}, max(ts) AS m FROM logs WHERE {w} GROUP BY {key}) a \
+                         ON l.{key} = a.{key} AND l.ts = a.m"
+                    ),
+                    false,
+                );
+            }
             let order = match rng.below(3) {
                 0 => "ts DESC".to_string(),
                 1 => "ts ASC".to_string(),

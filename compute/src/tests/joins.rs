@@ -31,6 +31,25 @@ async fn a_join_back_to_an_aggregate_holds_the_aggregate() {
     assert_eq!(query(&small, JOIN_BACK).await, expected);
 }
 
+/// The join back to an aggregate of the same table holds the aggregate whole, so the
+/// aggregate's bounds (the oldest of the newest rows per host) skip segments of the scan of
+/// the rows; DataFusion alone holds the raw side or partitions both (and prunes nothing).
+#[tokio::test]
+async fn a_join_back_to_an_aggregate_prunes_the_rows_it_joins() {
+    let f = Fixture::new().await;
+    let engine = f.engine(test_config()).await;
+    let text = format!(
+        "{:?}",
+        query(&engine, &format!("EXPLAIN ANALYZE {JOIN_BACK}")).await
+    );
+    assert!(text.contains("mode=CollectLeft"), "{text}");
+    let (total, matched) = super::dynamic_filter_file_pruning(&text);
+    assert!(
+        total > 1 && matched < total,
+        "no segment skipped: {total} → {matched}"
+    );
+}
+
 /// A join that cannot fit fails with RESOURCE_EXHAUSTED naming the setting to raise, never
 /// INTERNAL.
 #[tokio::test]

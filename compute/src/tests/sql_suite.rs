@@ -398,25 +398,11 @@ async fn the_last_row_join_back_prunes_its_second_scan() {
                row_number() OVER (PARTITION BY host ORDER BY ts DESC) AS rn FROM logs) \
                WHERE rn = 1";
     let text = format!("{:?}", query(&engine, sql).await);
-    // The probe side's scan is the one carrying the dynamic filter.
-    let probe = text
-        .split("DataSourceExec")
-        .find(|s| s.contains("DynamicFilter"))
-        .unwrap_or_else(|| panic!("no scan with a dynamic filter: {text}"));
-    let pruned = probe
-        .split("files_ranges_pruned_statistics=")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_else(|| panic!("no file pruning metric: {probe}"));
-    // "N total → M matched"
-    let numbers: Vec<u64> = pruned
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let [total, matched] = numbers[..] else {
-        panic!("unexpected metric {pruned:?}");
-    };
-    assert!(total > 1 && matched < total, "no segment skipped: {pruned}");
+    let (total, matched) = super::dynamic_filter_file_pruning(&text);
+    assert!(
+        total > 1 && matched < total,
+        "no segment skipped: {total} → {matched}"
+    );
     assert_eq!(
         query(&engine, &sql["EXPLAIN ANALYZE ".len()..]).await.len(),
         f.rows
