@@ -407,15 +407,8 @@ mod tests {
         }
     }
 
-    /// A table made by its first write declares no bloom columns: high-cardinality ones get
-    /// a filter anyway, low-cardinality ones and the time column do not.
-    #[test]
-    fn high_cardinality_columns_get_bloom_filters_undeclared() {
-        let d = TableDef {
-            bloom_columns: vec![],
-            ..def()
-        };
-        let n = 4096i64;
+    /// `n` rows of `def()`'s columns plus offsets: ids `7i`, three repeating messages.
+    fn rows(n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new(
                 "ts",
@@ -426,7 +419,7 @@ mod tests {
             Field::new("msg", DataType::Utf8, true),
             Field::new(OFFSET_COLUMN, DataType::UInt64, false),
         ]));
-        let batch = RecordBatch::try_new(
+        RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(TimestampMicrosecondArray::from_iter_values(0..n)),
@@ -437,7 +430,19 @@ mod tests {
                 Arc::new(UInt64Array::from_iter_values(0..n as u64)),
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A table made by its first write declares no bloom columns: high-cardinality ones get
+    /// a filter anyway, low-cardinality ones and the time column do not.
+    #[test]
+    fn high_cardinality_columns_get_bloom_filters_undeclared() {
+        let d = TableDef {
+            bloom_columns: vec![],
+            ..def()
+        };
+        let n = 4096i64;
+        let batch = rows(n);
         assert_eq!(measured_bloom_columns(&d, &batch), vec!["id".to_string()]);
         // Values repeated 5 times but ever new (trace ids) get one; a bounded set (1,000
         // users, all seen within the sample's first half) does not.
@@ -463,29 +468,7 @@ mod tests {
     /// lookup reads them with the footer instead of one cache block per row group.
     #[test]
     fn bloom_filters_are_written_beside_the_footer() {
-        let n = 4096i64;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Microsecond, None),
-                false,
-            ),
-            Field::new("id", DataType::Int64, false),
-            Field::new("msg", DataType::Utf8, true),
-            Field::new(OFFSET_COLUMN, DataType::UInt64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(TimestampMicrosecondArray::from_iter_values(0..n)),
-                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i * 7))),
-                Arc::new(StringArray::from_iter_values(
-                    (0..n).map(|i| format!("m{i}")),
-                )),
-                Arc::new(UInt64Array::from_iter_values(0..n as u64)),
-            ],
-        )
-        .unwrap();
+        let batch = rows(4096);
         let opts = SegmentOptions {
             row_group_rows: 1024,
             ..SegmentOptions::default()

@@ -284,7 +284,6 @@ fn rewrite_window(
             outputs.push(Expr::Column(column));
             continue;
         }
-        let name = format!("__strata_first_{}", aggregates.len());
         // The ordering column itself (non-null, sole sort key): its first value is its max
         // (DESC) or min (ASC), which vectorizes; first_value keeps a row-wise ordering state.
         let sole_key = match params.order_by.as_slice() {
@@ -296,14 +295,10 @@ fn rewrite_window(
             Some(false) => max(Expr::Column(column)),
             None => first_value(Expr::Column(column), params.order_by.clone()),
         };
-        aggregates.push(aggregate.alias(name.clone()));
-        // (A non-null column's first value is declared non-null: "Physical input schema
-        // should be the same ..." otherwise, e.g. under a UNION.)
-        let first = Expr::Column(Column::from_name(name));
-        let Some(first) = not_null(first, field.is_nullable(), field.data_type())? else {
+        let Some(output) = add_first(&mut aggregates, aggregate, qualifier, field)? else {
             return Ok(None);
         };
-        outputs.push(first.alias_qualified(qualifier.cloned(), field.name()));
+        outputs.push(output);
     }
     outputs.push(row_number_one(window, index)?);
     let group_by = keys.into_iter().map(Expr::Column).collect();
@@ -317,6 +312,23 @@ fn row_number_one(window: &datafusion::logical_expr::Window, index: usize) -> Re
     let (rn_qualifier, rn_field) = window.schema.qualified_field(index);
     let one = ScalarValue::UInt64(Some(1)).cast_to(rn_field.data_type())?;
     Ok(Expr::Literal(one, None).alias_qualified(rn_qualifier.cloned(), rn_field.name()))
+}
+
+/// Add `aggregate` (the first value of input column `field`) to `aggregates` under a fresh
+/// name, and return the output expression for the column: that value under the column's
+/// name, declared non-null for a non-null column ("Physical input schema should be the same
+/// ..." otherwise, e.g. under a UNION). `None` if that is impossible.
+fn add_first(
+    aggregates: &mut Vec<Expr>,
+    aggregate: Expr,
+    qualifier: Option<&datafusion::common::TableReference>,
+    field: &arrow::datatypes::Field,
+) -> Result<Option<Expr>> {
+    let name = format!("__strata_first_{}", aggregates.len());
+    aggregates.push(aggregate.alias(name.clone()));
+    let first = Expr::Column(Column::from_name(name));
+    Ok(not_null(first, field.is_nullable(), field.data_type())?
+        .map(|first| first.alias_qualified(qualifier.cloned(), field.name())))
 }
 
 /// `first` as a non-nullable value when `nullable` is false: every group has a row, so its
@@ -425,18 +437,15 @@ fn join_back(
             outputs.push(inner.alias_qualified(qualifier.cloned(), field.name()));
             continue;
         }
-        let name = format!("__strata_first_{}", aggregates.len());
         let aggregate = if column == *order {
             max(inner)
         } else {
             first_value(inner, vec![])
         };
-        aggregates.push(aggregate.alias(name.clone()));
-        let first = Expr::Column(Column::from_name(name));
-        let Some(first) = not_null(first, field.is_nullable(), field.data_type())? else {
+        let Some(output) = add_first(&mut aggregates, aggregate, qualifier, field)? else {
             return Ok(None);
         };
-        outputs.push(first.alias_qualified(qualifier.cloned(), field.name()));
+        outputs.push(output);
     }
     outputs.push(row_number_one(window, index)?);
     let plan = joined

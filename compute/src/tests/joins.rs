@@ -68,3 +68,25 @@ async fn a_join_that_cannot_fit_names_the_setting() {
         "{text}"
     );
 }
+
+/// The last row per key over as many keys as rows: the join-back form holds one row per key
+/// in the join, which cannot spill, so a budget below that fails with RESOURCE_EXHAUSTED
+/// naming the setting (never INTERNAL), and a budget that fits answers like DataFusion's
+/// window.
+#[tokio::test]
+async fn a_last_row_over_many_keys_fits_or_names_the_setting() {
+    let f = Fixture::new().await;
+    let sql = "SELECT request_id, ts FROM (SELECT request_id, ts, row_number() OVER \
+               (PARTITION BY request_id ORDER BY ts DESC) AS rn FROM logs) WHERE rn = 1 \
+               ORDER BY request_id";
+    let e = query_err(&f.engine(tight(64 << 10)).await, sql).await;
+    assert_eq!(e.kind(), ErrorKind::ResourceExhausted, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("query.memory_limit_bytes") || text.contains("query.node_memory_bytes"),
+        "{text}"
+    );
+    let got = query(&f.engine(test_config()).await, sql).await;
+    let ids: std::collections::BTreeSet<_> = f.rows.iter().map(|r| r.request_id).collect();
+    assert_eq!(got.len(), ids.len(), "one row per request id");
+}
