@@ -3,7 +3,8 @@
 //! `strata-bench` binary that runs them end to end against a Strata server next to
 //! in-process DataFusion, DuckDB and Polars on the same Parquet files.
 //!
-//! `strata-bench --tpch SF` runs TPC-H the same way ([`tpch`]).
+//! `strata-bench --tpch SF` runs TPC-H the same way ([`tpch`]); `strata-bench --otlp ROWS`
+//! measures OpenTelemetry logs ingest against Flight `DoPut` ([`otlp`]).
 //!
 //! Criterion micro-benchmarks of the hot paths live in `benches/micro.rs`.
 
@@ -12,6 +13,7 @@ pub mod encode;
 pub mod flight;
 pub mod ingest;
 pub mod local;
+pub mod otlp;
 pub mod queries;
 pub mod report;
 pub mod server;

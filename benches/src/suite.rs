@@ -121,6 +121,10 @@ pub struct Args {
     /// the same Parquet files, every answer checked against DataFusion's
     #[arg(long, value_name = "SF")]
     pub tpch: Option<f64>,
+    /// Measure OpenTelemetry logs ingest instead of the logs suite: this many records as
+    /// OTLP/gRPC, OTLP/HTTP and (the baseline) Flight DoPut of the same rows as Arrow
+    #[arg(long, value_name = "ROWS")]
+    pub otlp: Option<usize>,
     /// Extra argument for `strata serve` (repeatable), e.g. --serve-arg=--query-memory-limit=1073741824
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,

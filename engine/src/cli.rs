@@ -68,9 +68,12 @@ pub struct NodeArgs {
     /// gRPC address (Flight SQL and ingest) [default: 127.0.0.1:50051]
     #[arg(long, env = "STRATA_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
-    /// HTTP address (health, metrics, JSON ingest) [default: 127.0.0.1:8080]
+    /// HTTP address (health, metrics, JSON and OTLP/HTTP ingest) [default: 127.0.0.1:8080]
     #[arg(long, env = "STRATA_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Extra gRPC address serving only OTLP logs export, e.g. 127.0.0.1:4317 [default: none]
+    #[arg(long, env = "STRATA_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
     /// TOML file with bearer tokens ([[tokens]] token, tenant, scopes); enables auth
     #[arg(long, env = "STRATA_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
@@ -298,6 +301,9 @@ impl NodeArgs {
         }
         if let Some(v) = self.http_addr {
             s.node.http_addr = v;
+        }
+        if let Some(v) = self.otlp_grpc_addr {
+            s.node.otlp_grpc_addr = Some(v);
         }
         if let Some(p) = &self.auth_tokens_file {
             s.gateway.auth =

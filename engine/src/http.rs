@@ -6,6 +6,14 @@
 //! appends each bad one, with its line number and error, to `<table>__rejected`),
 //! `durability=durable|buffered`, `producer_id` + `sequence` (idempotent producer),
 //! `time_column`, `shard_key`, `shards` (used when the write creates the table).
+//! JSON ingest counts against the same per-tenant quotas as the gRPC port.
+//!
+//! `POST /v1/logs` is OTLP/HTTP logs ingest ([`strata_gateway::otlp`]): a protobuf
+//! (`application/x-protobuf`) or OTLP/JSON (`application/json`) `ExportLogsServiceRequest`,
+//! optionally gzip-compressed (`Content-Encoding: gzip`); the answer is an
+//! `ExportLogsServiceResponse` in the request's content type, or on failure a
+//! `google.rpc.Status` with the HTTP code OTLP names (400, 401, 403, 413, 415, 429 and 503
+//! with `Retry-After`, 500).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use strata_gateway::auth::{Authenticator, Scope};
-use strata_gateway::{BackendError, Caller, Durability, ErrorKind, IngestBackend, WriteRequest};
+use strata_gateway::{
+    BackendError, Caller, Durability, ErrorKind, IngestBackend, OtlpLogs, Quotas, WriteRequest,
+};
 use tonic::metadata::MetadataMap;
 
 use crate::tenants::Tenants;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 /// What the HTTP server needs.
 #[derive(Clone)]
@@ -41,6 +52,10 @@ pub struct HttpState {
     pub cluster: Option<ClusterFn>,
     /// Open connections and idle time allowed on the port.
     pub connections: ConnectionLimits,
+    /// The gRPC port's per-tenant quotas, shared so HTTP writes count against them too.
+    pub quotas: Option<Arc<Quotas>>,
+    /// OTLP logs ingest (`POST /v1/logs`), on roles that serve it.
+    pub otlp: Option<Arc<OtlpLogs>>,
 }
 
 /// A snapshot of the nodes a gateway talks to.
@@ -54,6 +69,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/ingest/{table}", post(ingest_json))
+        .route("/v1/logs", post(otlp_logs))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -195,6 +211,11 @@ async fn ingest_json_inner(
         .require(Scope::Write, "JSON ingest")
         .map_err(status_error)?;
     let caller: Caller = principal.caller(uuid::Uuid::new_v4().to_string());
+    if let Some(quotas) = &s.quotas {
+        let now = std::time::Instant::now();
+        quotas.check_request(caller.tenant.as_deref(), now)?;
+        quotas.check_ingest_bytes(caller.tenant.as_deref(), body.len() as u64, now)?;
+    }
     let keep_going = match q.get("on_error").map(String::as_str) {
         None | Some("reject") => false,
         Some("dead_letter") => true,
@@ -274,6 +295,182 @@ async fn ingest_json_inner(
         "rejected_lines": decoded.bad.iter().map(|b| json!({"line": b.line, "error": b.error})).collect::<Vec<_>>(),
         "shards": shards,
     }))
+}
+
+/// How an OTLP/HTTP request (and so its answer) is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtlpEncoding {
+    Protobuf,
+    Json,
+}
+
+impl OtlpEncoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Protobuf => "application/x-protobuf",
+            Self::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the body of a failed OTLP/HTTP request.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+async fn otlp_logs(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let encoding = match media.as_deref() {
+        Some("application/x-protobuf") => OtlpEncoding::Protobuf,
+        Some("application/json") => OtlpEncoding::Json,
+        other => {
+            let status = tonic::Status::invalid_argument(format!(
+                "OTLP/HTTP takes application/x-protobuf or application/json, not {}",
+                other.unwrap_or("a request without Content-Type")
+            ));
+            return otlp_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &status,
+                OtlpEncoding::Json,
+            );
+        }
+    };
+    let Some(otlp) = s.otlp.clone() else {
+        let status = tonic::Status::failed_precondition(
+            "OTLP logs ingest is off on this process (gateway.otlp.enabled = false), or this \
+             role takes no writes",
+        );
+        return otlp_error(StatusCode::NOT_FOUND, &status, encoding);
+    };
+    let result = match otlp_decode(&headers, &body, encoding, otlp.max_request_bytes()) {
+        Ok(request) => {
+            otlp.export(&MetadataMap::from_headers(headers), request)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(answer) => {
+            let bytes = match encoding {
+                OtlpEncoding::Protobuf => prost::Message::encode_to_vec(&answer),
+                OtlpEncoding::Json => serde_json::to_vec(&answer).unwrap_or_default(),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, encoding.content_type())],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(status) => otlp_error(otlp_http_code(&status), &status, encoding),
+    }
+}
+
+/// The request, gunzipped when `Content-Encoding: gzip`, decoded from `encoding`.
+fn otlp_decode(
+    headers: &HeaderMap,
+    body: &[u8],
+    encoding: OtlpEncoding,
+    limit: usize,
+) -> Result<ExportLogsServiceRequest, tonic::Status> {
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let unzipped;
+    let body = match content_encoding.as_deref() {
+        None | Some("identity") | Some("") => body,
+        Some("gzip") => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    tonic::Status::invalid_argument(format!("the gzip body is corrupt: {e}"))
+                })?;
+            if out.len() > limit {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "the gzip body inflates past the {limit} byte limit \
+                     (gateway.flight.max_ingest_bytes); send smaller batches"
+                )));
+            }
+            unzipped = out;
+            &unzipped[..]
+        }
+        Some(other) => {
+            return Err(tonic::Status::invalid_argument(format!(
+                "Content-Encoding `{other}` is not supported; send gzip or no encoding"
+            )));
+        }
+    };
+    match encoding {
+        OtlpEncoding::Protobuf => <ExportLogsServiceRequest as prost::Message>::decode(body)
+            .map_err(|e| {
+                tonic::Status::invalid_argument(format!(
+                    "the body is not a protobuf ExportLogsServiceRequest: {e}"
+                ))
+            }),
+        OtlpEncoding::Json => serde_json::from_slice(body).map_err(|e| {
+            tonic::Status::invalid_argument(format!(
+                "the body is not an OTLP/JSON ExportLogsServiceRequest: {e}"
+            ))
+        }),
+    }
+}
+
+/// The HTTP code OTLP/HTTP uses for a failure with gRPC status `s`.
+fn otlp_http_code(s: &tonic::Status) -> StatusCode {
+    use tonic::Code;
+    match s.code() {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable | Code::Aborted => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn otlp_error(code: StatusCode, status: &tonic::Status, encoding: OtlpEncoding) -> Response {
+    let body = RpcStatus {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+    };
+    let bytes = match encoding {
+        OtlpEncoding::Protobuf => prost::Message::encode_to_vec(&body),
+        OtlpEncoding::Json => serde_json::to_vec(&body).unwrap_or_default(),
+    };
+    let mut resp = (
+        code,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        bytes,
+    )
+        .into_response();
+    // Retryable failures say when to come back (seconds, rounded up).
+    let retry_ms = status
+        .metadata()
+        .get(strata_gateway::RETRY_AFTER_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = retry_ms
+        && let Ok(v) = ms.div_ceil(1000).max(1).to_string().parse()
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// Serve `router` until `shutdown` resolves.

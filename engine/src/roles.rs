@@ -88,7 +88,10 @@ fn authenticator(s: &Settings, node: bool) -> Result<Arc<Authenticator>, String>
         );
     }
     if !auth.is_enabled() && !auth.has_cluster_secret() {
-        if (public(s.node.grpc_addr) || public(s.node.http_addr)) && !s.node.allow_insecure_public {
+        let any_public = public(s.node.grpc_addr)
+            || public(s.node.http_addr)
+            || s.node.otlp_grpc_addr.is_some_and(public);
+        if any_public && !s.node.allow_insecure_public {
             return Err(format!(
                 "refusing to listen on {} / {} without auth: configure tokens (--auth-tokens-file) \
                  or pass --allow-insecure-public",
@@ -121,7 +124,7 @@ async fn run_servers(
     s: &Settings,
     query: Arc<dyn QueryBackend>,
     ingest: Arc<dyn IngestBackend>,
-    http_state: HttpState,
+    mut http_state: HttpState,
     auth: Arc<Authenticator>,
     registry: &prometheus::Registry,
     shutdown: Shutdown,
@@ -133,12 +136,33 @@ async fn run_servers(
         .build()
         .map_err(|e| e.to_string())?;
     let scheme = server.scheme();
+    http_state.quotas = Some(server.quotas());
+    if http_state.ingest.is_some() {
+        http_state.otlp = server.otlp();
+    }
     let grpc = bind(s.node.grpc_addr, "grpc").await?;
     let http_l = bind(s.node.http_addr, "http").await?;
     // The bound addresses (port 0 in the settings picks a free port).
     let grpc_addr = grpc.local_addr().unwrap_or(s.node.grpc_addr);
     let http_addr = http_l.local_addr().unwrap_or(s.node.http_addr);
     let ready = Arc::clone(&http_state.ready);
+    // OTLP exporters dial 4317 by convention: a port serving only the logs service.
+    let otlp_task = match (s.node.otlp_grpc_addr, server.otlp()) {
+        (Some(addr), Some(otlp)) => {
+            let l = bind(addr, "otlp-grpc").await?;
+            let bound = l.local_addr().unwrap_or(addr);
+            tracing::info!(addr = %bound, "serving OTLP logs (gRPC)");
+            let config = s.gateway.server.clone();
+            let stop = shutdown.clone().wait();
+            Some(tokio::spawn(async move {
+                GatewayServer::serve_otlp_with_listener(otlp, &config, l, stop).await
+            }))
+        }
+        (Some(_), None) => {
+            return Err("--otlp-grpc-addr needs OTLP on (gateway.otlp.enabled = true)".into());
+        }
+        _ => None,
+    };
     let http_task = http::serve(http_l, http_state, shutdown.clone().wait());
     let grpc_task = server.serve_with_listener(grpc, shutdown.clone().wait());
     ready.store(true, Ordering::Release);
@@ -147,6 +171,12 @@ async fn run_servers(
     println!("strata ready: grpc={scheme}://{grpc_addr} http=http://{http_addr}");
     let (g, h) = tokio::join!(grpc_task, http_task);
     ready.store(false, Ordering::Release);
+    if let Some(t) = otlp_task {
+        match t.await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(e) => return Err(format!("the OTLP gRPC port failed: {e}")),
+        }
+    }
     g.map_err(|e| e.to_string())?;
     h.map_err(|e| e.to_string())?;
     Ok(())
@@ -197,6 +227,8 @@ fn http_state(
         max_body_bytes: s.gateway.flight.max_ingest_bytes,
         role,
         cluster: None,
+        quotas: None,
+        otlp: None,
         connections: crate::http::ConnectionLimits {
             max_connections: s.node.http_max_connections,
             idle_timeout: Duration::from_secs(s.node.http_idle_timeout_secs),

@@ -37,8 +37,11 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     /// Flight SQL + ingest (gRPC). Default: `127.0.0.1:50051`.
     pub grpc_addr: SocketAddr,
-    /// Health, metrics and JSON ingest (HTTP). Default: `127.0.0.1:8080`.
+    /// Health, metrics, JSON and OTLP/HTTP ingest (HTTP). Default: `127.0.0.1:8080`.
     pub http_addr: SocketAddr,
+    /// A second gRPC port serving only OTLP logs export, for exporters that dial the
+    /// conventional 4317 (the gRPC port serves OTLP too). Default: none.
+    pub otlp_grpc_addr: Option<SocketAddr>,
     /// Allow listening on non-loopback addresses without auth configured. Default: false.
     pub allow_insecure_public: bool,
     /// Connections open at once on the HTTP port; more wait. Default: 1024.
@@ -54,6 +57,7 @@ impl Default for NodeSettings {
             data_dir: PathBuf::from("./data"),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            otlp_grpc_addr: None,
             allow_insecure_public: false,
             http_max_connections: 1024,
             http_idle_timeout_secs: 30,

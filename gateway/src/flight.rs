@@ -34,6 +34,7 @@ mod metrics;
 mod prepared;
 mod sql;
 
+pub(crate) use context::grpc_timeout;
 pub(crate) use sql::statement_ticket;
 
 use std::pin::Pin;

@@ -13,7 +13,7 @@
 //!        │
 //!  flight::FlightFront     metrics per call, JSON tickets/descriptors routing
 //!        │
-//!  flight::StrataFlightService   Flight SQL + ingest + log reads
+//!  flight::StrataFlightService   Flight SQL + ingest + log reads   (otlp::OtlpLogs: OTLP logs export)
 //!        │   auth::Authenticator (bearer tokens, scopes) · quota::Quotas (token buckets)
 //!        ▼
 //!  result_cache::CachingQueryBackend   repeated queries from memory (optional decorator)
@@ -54,6 +54,7 @@
 pub mod auth;
 pub mod backend;
 pub mod flight;
+pub mod otlp;
 pub mod quota;
 pub mod remote;
 pub mod result_cache;
@@ -67,6 +68,7 @@ pub use backend::{
     PreparedSchemas, QueryBackend, QueryRequest, ShardAck, WriteAck, WriteRequest,
 };
 pub use flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};
+pub use otlp::{OtlpConfig, OtlpLogs};
 pub use quota::{QuotaConfig, Quotas, RateLimit};
 pub use remote::{
     ClusterStatus, RemoteConfig, RemoteIngestBackend, RemoteMetrics, RemoteQueryBackend,

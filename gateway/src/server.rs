@@ -31,6 +31,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 use crate::auth::{AuthConfig, AuthConfigError, Authenticator};
 use crate::backend::{IngestBackend, QueryBackend};
 use crate::flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};
+use crate::otlp::{OtlpConfig, OtlpLogs};
 use crate::quota::{QuotaConfig, QuotaConfigError, Quotas};
 use crate::tls::{self, TlsError};
 
@@ -119,6 +120,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// `[quota]`: per-tenant rate limits; none by default.
     pub quota: QuotaConfig,
+    /// `[otlp]`: OpenTelemetry logs ingest.
+    pub otlp: OtlpConfig,
 }
 
 /// Why the gateway could not start or stopped.
@@ -178,10 +181,20 @@ impl GatewayServerBuilder {
         };
         let quotas = Arc::new(Quotas::new(self.config.quota.clone())?);
         let tls = self.config.server.tls()?;
+        let otlp = self.config.otlp.enabled.then(|| {
+            Arc::new(OtlpLogs::new(
+                Arc::clone(&self.ingest),
+                Arc::clone(&self.query),
+                Arc::clone(&auth),
+                Arc::clone(&quotas),
+                self.config.otlp.clone(),
+                self.config.flight.max_ingest_bytes,
+            ))
+        });
         let service = StrataFlightService::new(self.query, self.ingest)
             .with_config(self.config.flight.clone())
             .with_authenticator(auth)
-            .with_quotas(quotas);
+            .with_quotas(Arc::clone(&quotas));
         let mut front = FlightFront::new(Arc::new(service));
         if let Some(registry) = &self.registry {
             front = front.with_metrics(GrpcMetrics::register(registry)?);
@@ -190,6 +203,8 @@ impl GatewayServerBuilder {
             front,
             config: self.config,
             tls,
+            quotas,
+            otlp,
         })
     }
 }
@@ -200,6 +215,8 @@ pub struct GatewayServer {
     front: FlightFront,
     config: GatewayConfig,
     tls: Option<ServerTlsConfig>,
+    quotas: Arc<Quotas>,
+    otlp: Option<Arc<OtlpLogs>>,
 }
 
 impl GatewayServer {
@@ -230,6 +247,40 @@ impl GatewayServer {
     /// The Flight service being served (e.g. to mount it in another tonic router).
     pub fn front(&self) -> &FlightFront {
         &self.front
+    }
+
+    /// The per-tenant quotas every call of this server counts against (for other
+    /// front doors of the same process, such as the HTTP port).
+    pub fn quotas(&self) -> Arc<Quotas> {
+        Arc::clone(&self.quotas)
+    }
+
+    /// The OTLP logs handler, unless `[otlp] enabled = false` (for `POST /v1/logs`).
+    pub fn otlp(&self) -> Option<Arc<OtlpLogs>> {
+        self.otlp.clone()
+    }
+
+    /// Serves only OTLP `LogsService` on `listener` (the conventional port 4317), with the
+    /// same TLS and transport settings, until `shutdown` completes.
+    pub async fn serve_otlp_with_listener(
+        otlp: Arc<OtlpLogs>,
+        config: &ServerConfig,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = Server::builder();
+        if let Some(tls) = config.tls()? {
+            builder = builder.tls_config(tls)?;
+        }
+        builder
+            .timeout(Duration::from_secs(config.request_timeout_secs))
+            .http2_keepalive_interval(Some(Duration::from_secs(config.keepalive_interval_secs)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_secs)))
+            .add_service(otlp.grpc_service())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
     }
 
     /// Binds `addr` and serves until `shutdown` completes.
@@ -289,6 +340,7 @@ impl GatewayServer {
             .max_concurrent_streams(server.max_concurrent_streams)
             .http2_adaptive_window(Some(server.http2_adaptive_window))
             .add_service(flight)
+            .add_optional_service(self.otlp.as_ref().map(OtlpLogs::grpc_service))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         tracing::info!("gateway stopped");

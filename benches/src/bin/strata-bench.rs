@@ -42,6 +42,26 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(rows) = args.otlp {
+        return match rt.block_on(strata_benches::otlp::run(&args, rows)) {
+            Ok(report) => {
+                println!("{}", report.render());
+                if let Some(p) = &args.json
+                    && let Err(e) = serde_json::to_vec_pretty(&report)
+                        .map_err(|e| e.to_string())
+                        .and_then(|j| std::fs::write(p, j).map_err(|e| e.to_string()))
+                {
+                    eprintln!("strata-bench: cannot write {}: {e}", p.display());
+                    return std::process::ExitCode::from(1);
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("strata-bench: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     if let Some(sf) = args.tpch {
         return match rt.block_on(strata_benches::tpch::run(&args, sf)) {
             Ok(report) => {
