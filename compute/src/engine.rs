@@ -149,9 +149,19 @@ impl NodeResources {
         let runtime = QueryRuntime::new(config.threads)
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
         let disk = match &config.spill_dir {
-            Some(dir) => DiskManagerBuilder::default()
-                .with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
-                .with_max_temp_directory_size(config.max_spill_bytes),
+            Some(dir) => {
+                // DataFusion does not create the folder; a node whose data folder is new
+                // (a fresh container with only --cache-dir given) must still start.
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot create the spill folder {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
+                    .with_max_temp_directory_size(config.max_spill_bytes)
+            }
             None => DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         };
         let env = RuntimeEnvBuilder::new()
