@@ -46,6 +46,7 @@ use object_store::{
 };
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+use crate::cost::QueryCost;
 use crate::error::{Error, Result};
 
 /// Metric: cache hits, labelled by tier.
@@ -144,6 +145,9 @@ pub struct CachedStore {
     cache: HybridCache<String, Bytes>,
     block: u64,
     metrics: CacheMetrics,
+    /// The query this handle reads for ([`CachedStore::for_query`]), which is told of every
+    /// hit and every request that reaches the bucket.
+    sink: Option<Arc<QueryCost>>,
 }
 
 impl fmt::Debug for CachedStore {
@@ -222,7 +226,17 @@ impl CachedStore {
             cache,
             block: block_bytes as u64,
             metrics: CacheMetrics::register(registry)?,
+            sink: None,
         })
+    }
+
+    /// A handle on the same cache that counts what it serves, and what it fetches from the
+    /// bucket, into `cost` (one query's figures).
+    pub fn for_query(&self, cost: Arc<QueryCost>) -> Self {
+        Self {
+            sink: Some(cost),
+            ..self.clone()
+        }
     }
 
     /// The store beneath the cache.
@@ -311,6 +325,7 @@ impl CachedStore {
         let cache = self.cache.clone();
         let bucket_bytes = self.metrics.bucket_bytes.clone();
         let misses = self.metrics.misses.clone();
+        let sink = self.sink.clone();
         let location = path.clone();
         let range = index * self.block..(index + 1) * self.block;
         let entry = self
@@ -325,6 +340,9 @@ impl CachedStore {
                 let meta = r.meta.clone();
                 let bytes = r.bytes().await?;
                 bucket_bytes.inc_by(bytes.len() as u64);
+                if let Some(sink) = &sink {
+                    sink.bucket_get(bytes.len() as u64);
+                }
                 let mk = meta_key(&location);
                 if !cache.contains(&mk) {
                     cache.insert(mk, encode_meta(&meta));
@@ -333,10 +351,23 @@ impl CachedStore {
             })
             .await
             .map_err(|e| foyer_to_store_error(path, e))?;
+        let bytes = entry.value().len() as u64;
         match entry.source() {
-            Source::Memory => self.metrics.hits_memory.inc(),
-            Source::Disk => self.metrics.hits_disk.inc(),
-            Source::Outer => {} // counted by the one fetch that ran
+            Source::Memory => {
+                self.metrics.hits_memory.inc();
+                if let Some(sink) = &self.sink {
+                    sink.cache_hit(false, bytes);
+                }
+            }
+            Source::Disk => {
+                self.metrics.hits_disk.inc();
+                if let Some(sink) = &self.sink {
+                    sink.cache_hit(true, bytes);
+                }
+            }
+            // Counted by the one fetch that ran (a query that waited on another's fetch of
+            // the same block counts nothing for it).
+            Source::Outer => {}
         }
         Ok(entry.value().clone())
     }
@@ -352,6 +383,9 @@ impl CachedStore {
             return Ok(m);
         }
         let m = self.inner.head(path).await?;
+        if let Some(sink) = &self.sink {
+            sink.bucket_head();
+        }
         self.cache.insert(meta_key(path), encode_meta(&m));
         Ok(m)
     }
@@ -462,6 +496,9 @@ impl CachedStore {
         let meta = r.meta.clone();
         let bytes = r.bytes().await?;
         self.metrics.bucket_bytes.inc_by(bytes.len() as u64);
+        if let Some(sink) = &self.sink {
+            sink.bucket_get(bytes.len() as u64);
+        }
         self.metrics
             .misses
             .inc_by(bytes.len().div_ceil(self.block as usize).max(1) as u64);
@@ -571,7 +608,16 @@ impl ObjectStore for CachedStore {
             || options.if_unmodified_since.is_some()
             || options.version.is_some();
         if conditional || !Self::is_cacheable(location) {
-            return self.inner.get_opts(location, options).await;
+            let head = options.head;
+            let r = self.inner.get_opts(location, options).await?;
+            if let Some(sink) = &self.sink {
+                if head {
+                    sink.bucket_head();
+                } else {
+                    sink.bucket_get(r.range.end - r.range.start);
+                }
+            }
+            return Ok(r);
         }
         self.cached_get(location, options).await
     }
@@ -582,7 +628,13 @@ impl ObjectStore for CachedStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         if !Self::is_cacheable(location) {
-            return self.inner.get_ranges(location, ranges).await;
+            let out = self.inner.get_ranges(location, ranges).await?;
+            if let Some(sink) = &self.sink {
+                for b in &out {
+                    sink.bucket_get(b.len() as u64);
+                }
+            }
+            return Ok(out);
         }
         self.read_ranges(location, ranges).await
     }
@@ -597,6 +649,9 @@ impl ObjectStore for CachedStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if let Some(sink) = &self.sink {
+            sink.bucket_list();
+        }
         self.inner.list(prefix)
     }
 
@@ -609,6 +664,9 @@ impl ObjectStore for CachedStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        if let Some(sink) = &self.sink {
+            sink.bucket_list();
+        }
         self.inner.list_with_delimiter(prefix).await
     }
 

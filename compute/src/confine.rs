@@ -72,8 +72,22 @@ fn first_words(sql: &str) -> String {
 
 /// Refuse references to files, URLs or other catalogs. Returns true if the query reads
 /// `information_schema` (and so needs the list of tables).
-pub(crate) fn check_references(refs: &[TableReference]) -> Result<bool> {
-    let mut info_schema = false;
+/// The schema holding Strata's own views (`system.queries`).
+pub(crate) const SYSTEM_SCHEMA: &str = "system";
+/// Recent queries of the caller's tenant, with what each cost.
+pub(crate) const QUERIES_TABLE: &str = "queries";
+
+/// What a statement refers to beyond the tenant's tables.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct References {
+    /// `information_schema` (the session must list every table).
+    pub(crate) info_schema: bool,
+    /// `system.queries`.
+    pub(crate) system_queries: bool,
+}
+
+pub(crate) fn check_references(refs: &[TableReference]) -> Result<References> {
+    let mut out = References::default();
     for r in refs {
         let table = r.table();
         if looks_like_path(table) {
@@ -89,7 +103,13 @@ pub(crate) fn check_references(refs: &[TableReference]) -> Result<bool> {
             )));
         }
         match r.schema() {
-            Some(INFORMATION_SCHEMA) => info_schema = true,
+            Some(INFORMATION_SCHEMA) => out.info_schema = true,
+            Some(SYSTEM_SCHEMA) if table == QUERIES_TABLE => out.system_queries = true,
+            Some(SYSTEM_SCHEMA) => {
+                return Err(Error::PermissionDenied(format!(
+                    "`{SYSTEM_SCHEMA}.{table}` does not exist; `{SYSTEM_SCHEMA}` has `{QUERIES_TABLE}`"
+                )));
+            }
             Some(SCHEMA_NAME) | None => {}
             Some(other) => {
                 return Err(Error::PermissionDenied(format!(
@@ -98,7 +118,7 @@ pub(crate) fn check_references(refs: &[TableReference]) -> Result<bool> {
             }
         }
     }
-    Ok(info_schema)
+    Ok(out)
 }
 
 fn looks_like_path(name: &str) -> bool {

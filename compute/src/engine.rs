@@ -20,8 +20,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryPool, TrackConsumersPool};
@@ -42,6 +44,7 @@ use tokio::time::Instant;
 use crate::cache::{CacheOptions, CachedStore};
 use crate::config::QueryConfig;
 use crate::confine;
+use crate::cost::{QueryCost, QueryLog, QueryRecord, QueryStatus, ScanStore};
 use crate::error::{Error, Result, is_stale_manifest};
 use crate::manifests::ManifestCache;
 use crate::memory::QueryMemoryPool;
@@ -52,6 +55,7 @@ use crate::store_registry::SingleStoreRegistry;
 use crate::stream::{GuardedStream, ResultLimits};
 use crate::table::ScanEnv;
 use crate::wal_source::{WalCache, WalListings};
+use datafusion::physical_plan::ExecutionPlan;
 
 /// URL under which the cached bucket is registered in DataFusion.
 pub const STORE_URL: &str = "strata://data/";
@@ -72,6 +76,8 @@ pub struct QueryContext {
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub stream: SendableRecordBatchStream,
+    /// What the query cost; final once `stream` has ended.
+    pub cost: Arc<QueryCost>,
 }
 
 impl std::fmt::Debug for QueryResult {
@@ -103,10 +109,22 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// Finished queries kept per engine (per tenant) for `system.queries`.
+const QUERY_LOG_ENTRIES: usize = 1000;
+
+/// Builds the object store one query reads segments through, counting into its cost
+/// (e.g. a [`CachedStore::for_query`] handle, under the tenant's prefix).
+pub type StoreForQuery = Arc<dyn Fn(Arc<QueryCost>) -> Arc<dyn ObjectStore> + Send + Sync>;
+
 struct Inner {
     config: QueryConfig,
     manifests: Arc<ManifestCache>,
     cache: Option<CachedStore>,
+    /// Per-query stores that count cache hits and bucket requests; `None`: queries read
+    /// `store` and report no cache or bucket figures.
+    query_store: Option<StoreForQuery>,
+    /// This engine's (one tenant's) recent queries: `system.queries`.
+    queries: Arc<QueryLog>,
     /// Where segments and WAL entries are read (the cache, or the caller's store).
     store: Arc<dyn ObjectStore>,
     store_url: ObjectStoreUrl,
@@ -260,7 +278,12 @@ impl QueryEngine {
         .await?;
         let data: Arc<dyn ObjectStore> = Arc::new(cache.clone());
         let node = NodeResources::new(&config)?;
-        Self::build(catalog, config, data, Some(cache), node)
+        let counted = cache.clone();
+        Ok(
+            Self::build(catalog, config, data, Some(cache), node)?.with_query_store(Arc::new(
+                move |cost| Arc::new(counted.for_query(cost)) as Arc<dyn ObjectStore>,
+            )),
+        )
     }
 
     /// An engine that reads everything through `catalog.store()` as it is, with no cache of
@@ -308,6 +331,8 @@ impl QueryEngine {
                 paths,
                 config,
                 cache,
+                query_store: None,
+                queries: Arc::new(QueryLog::new(QUERY_LOG_ENTRIES)),
                 store: data,
                 store_url,
                 runtime,
@@ -315,6 +340,16 @@ impl QueryEngine {
                 node,
             }),
         })
+    }
+
+    /// Queries read segments through `f(cost)`, a store that counts into the query's cost.
+    /// Call it on a new engine (before it is cloned); a shared engine is left as it is.
+    pub fn with_query_store(mut self, f: StoreForQuery) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.query_store = Some(f),
+            None => tracing::warn!("with_query_store on a shared engine is ignored"),
+        }
+        self
     }
 
     /// A write to `table` was acknowledged in this process: the next query lists its WAL
@@ -405,7 +440,10 @@ impl QueryEngine {
             .timeout
             .map_or(config.query_timeout, |t| t.min(config.query_timeout));
         let deadline = Instant::now() + timeout;
+        let cost = QueryCost::new();
+        let queued = Instant::now();
         let permit = self.admit().await?;
+        cost.queued(queued.elapsed());
         tracing::debug!(tenant = ctx.tenant.as_deref().unwrap_or("-"), sql, "query");
         let limits = ResultLimits {
             rows: config.max_result_rows,
@@ -418,25 +456,53 @@ impl QueryEngine {
         let params = ctx.params.clone();
         let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = Arc::clone(&finished);
+        let query_cost = Arc::clone(&cost);
+        let log = Arc::clone(&self.inner.queries);
+        let query_id = log.next_id();
+        let tenant = ctx.tenant.clone();
+        let started_at_us = chrono::Utc::now().timestamp_micros();
         let task = self.inner.node.runtime.handle().spawn(async move {
             let _permit = permit;
-            let started =
-                tokio::time::timeout_at(deadline, this.start(&sql, params.as_deref())).await;
-            let stream = match started {
+            let cost = query_cost;
+            let record = |status, error: Option<String>, result_rows, sql: String| QueryRecord {
+                query_id,
+                tenant,
+                sql,
+                started_at_us,
+                status,
+                error,
+                result_rows,
+                cost: cost.report(),
+            };
+            let started = tokio::time::timeout_at(
+                deadline,
+                this.start(&sql, params.as_deref(), Arc::clone(&cost)),
+            )
+            .await;
+            let (stream, physical) = match started {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
+                    log.record(record(QueryStatus::Error, Some(e.to_string()), 0, sql));
                     let _ = started_tx.send(Err(e));
                     return;
                 }
                 Err(_) => {
-                    let _ = started_tx.send(Err(Error::DeadlineExceeded(timeout)));
+                    let e = Error::DeadlineExceeded(timeout);
+                    log.record(record(QueryStatus::Timeout, Some(e.to_string()), 0, sql));
+                    let _ = started_tx.send(Err(e));
                     return;
                 }
             };
             if started_tx.send(Ok(stream.schema())).is_err() {
                 return;
             }
-            crate::stream::drive(stream, tx, deadline, timeout, limits, &done).await;
+            let executing = Instant::now();
+            let driven = crate::stream::drive(stream, &tx, deadline, timeout, limits, &done).await;
+            // The figures are final before the caller sees the end of the stream.
+            cost.executed(executing.elapsed());
+            cost.read_plan(&physical);
+            log.record(record(driven.status, driven.error, driven.rows, sql));
+            drop(tx);
         });
         let abort = crate::stream::AbortOnDrop(task.abort_handle());
         let schema = match tokio::time::timeout_at(deadline, started_rx).await {
@@ -453,19 +519,37 @@ impl QueryEngine {
             stream: Box::pin(GuardedStream::new(
                 schema, rx, finished, abort, deadline, timeout,
             )),
+            cost,
         })
     }
 
     /// The schema `sql` would produce, without running it (Flight SQL `GetFlightInfo`,
     /// prepared statements). Placeholders may stay unbound.
-    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef> {
-        let (_, plan) = self.plan(sql, None).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    /// A statement that fails here (bad SQL, an unknown column) is listed in
+    /// `system.queries` as failed, as the client never gets to run it.
+    pub async fn plan_schema(&self, sql: &str, tenant: Option<&str>) -> Result<SchemaRef> {
+        match self.plan(sql, None, None).await {
+            Ok((_, plan)) => Ok(Arc::new(plan.schema().as_arrow().clone())),
+            Err(e) => {
+                let log = &self.inner.queries;
+                log.record(QueryRecord {
+                    query_id: log.next_id(),
+                    tenant: tenant.map(str::to_string),
+                    sql: sql.to_string(),
+                    started_at_us: chrono::Utc::now().timestamp_micros(),
+                    status: QueryStatus::Error,
+                    error: Some(e.to_string()),
+                    result_rows: 0,
+                    cost: Default::default(),
+                });
+                Err(e)
+            }
+        }
     }
 
     /// Types of the `$1`, `$2`, ... placeholders of `sql`, in order (`None`: not inferable).
     pub async fn parameter_types(&self, sql: &str) -> Result<Vec<Option<DataType>>> {
-        let (_, plan) = self.plan(sql, None).await?;
+        let (_, plan) = self.plan(sql, None, None).await?;
         let mut params: Vec<(usize, Option<DataType>)> = plan
             .get_parameter_types()?
             .into_iter()
@@ -503,22 +587,28 @@ impl QueryEngine {
         }
     }
 
+    /// Plans `sql` and starts it; the stream and the plan it runs (for its metrics).
     async fn start(
         &self,
         sql: &str,
         params: Option<&[ScalarValue]>,
-    ) -> Result<SendableRecordBatchStream> {
+        cost: Arc<QueryCost>,
+    ) -> Result<(SendableRecordBatchStream, Arc<dyn ExecutionPlan>)> {
         // A flush can commit (and delete the WAL objects a plan named) while a query plans;
         // under a steady load that can happen more than once in a row.
         const ATTEMPTS: u32 = 5;
         let mut attempt = 1;
         loop {
-            let (state, plan) = self.plan(sql, params).await?;
-            match state.create_physical_plan(&plan).await {
+            let planning = Instant::now();
+            let (state, plan) = self.plan(sql, params, Some(&cost)).await?;
+            let physical = state.create_physical_plan(&plan).await;
+            cost.planned(planning.elapsed());
+            match physical {
                 Ok(physical) => {
                     let task = self.task_context(&state);
-                    return datafusion::physical_plan::execute_stream(physical, task)
-                        .map_err(Error::from);
+                    let stream =
+                        datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)?;
+                    return Ok((stream, physical));
                 }
                 Err(e) => {
                     let e = Error::from(e);
@@ -540,6 +630,7 @@ impl QueryEngine {
         &self,
         sql: &str,
         params: Option<&[ScalarValue]>,
+        cost: Option<&Arc<QueryCost>>,
     ) -> Result<(SessionState, LogicalPlan)> {
         let template = &self.inner.template;
         let dialect = template.config().options().sql_parser.dialect;
@@ -548,8 +639,17 @@ impl QueryEngine {
         let statement: DFStatement = template.sql_to_statement(&sql, &dialect)?;
         confine::check_statement(&statement)?;
         let refs = template.resolve_table_references(&statement)?;
-        let lists_tables = confine::check_references(&refs)?;
-        let state = self.session(lists_tables).await?;
+        let refs = confine::check_references(&refs)?;
+        let mut state = self.session(refs).await?;
+        if let Some(cost) = cost {
+            // Table scans count the segments they prune into it, and read through a store
+            // that counts cache hits and bucket requests into it.
+            state.config_mut().set_extension(Arc::clone(cost));
+            if let Some(store_for) = &self.inner.query_store {
+                let store = ScanStore(store_for(Arc::clone(cost)));
+                state.config_mut().set_extension(Arc::new(store));
+            }
+        }
         let plan = state.statement_to_plan(statement).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -564,7 +664,7 @@ impl QueryEngine {
         Ok((state, plan))
     }
 
-    async fn session(&self, lists_tables: bool) -> Result<SessionState> {
+    async fn session(&self, refs: confine::References) -> Result<SessionState> {
         let inner = &self.inner;
         let mut state = inner.template.clone();
         state.mark_start_execution();
@@ -575,7 +675,7 @@ impl QueryEngine {
                 || chrono::Utc::now().timestamp_micros(),
                 |t| t.timestamp_micros(),
             );
-        let names = if lists_tables {
+        let names = if refs.info_schema {
             inner.manifests.table_names().await?
         } else {
             Arc::default()
@@ -594,6 +694,16 @@ impl QueryEngine {
             SCHEMA_NAME,
             Arc::new(StrataSchema::new(Arc::clone(&inner.manifests), env, names)),
         )?;
+        if refs.system_queries {
+            // The engine's finished queries as they are now; this one is not among them.
+            let batch = crate::cost::queries_batch(&inner.queries.snapshot())?;
+            let system = MemorySchemaProvider::new();
+            system.register_table(
+                confine::QUERIES_TABLE.to_string(),
+                Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
+            )?;
+            catalog.register_schema(confine::SYSTEM_SCHEMA, Arc::new(system))?;
+        }
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(CATALOG_NAME.to_string(), Arc::new(catalog));
         state.register_catalog_list(Arc::new(catalogs));
@@ -610,10 +720,16 @@ impl QueryEngine {
             ),
             top_consumers,
         ));
-        let runtime = RuntimeEnv {
+        let mut runtime = RuntimeEnv {
             memory_pool: pool,
             ..self.inner.runtime.as_ref().clone()
         };
+        if let Some(store) = state.config().get_extension::<ScanStore>() {
+            runtime.object_store_registry = Arc::new(SingleStoreRegistry::new(
+                self.inner.store_url.as_ref(),
+                Arc::clone(&store.0),
+            ));
+        }
         Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)))
     }
 }

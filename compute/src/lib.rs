@@ -32,6 +32,7 @@
 pub mod cache;
 pub mod config;
 mod confine;
+pub mod cost;
 pub mod engine;
 pub mod error;
 mod functions;
@@ -56,6 +57,7 @@ mod tests;
 
 pub use cache::{CacheOptions, CacheTier, CachedStore};
 pub use config::QueryConfig;
+pub use cost::{CostReport, QueryCost};
 pub use engine::{NodeResources, QueryContext, QueryEngine, QueryResult, STORE_URL};
 pub use error::{Error, ErrorKind, Result};
 pub use paths::PathCounts;

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
+use crate::cost::QueryStatus;
 use crate::error::Error;
 
 /// Bounds on what one query may return (0: no bound).
@@ -46,35 +47,43 @@ impl Drop for AbortOnDrop {
 /// task that dies on the way (a panic) is reported as an error, not as a short result.
 pub(crate) async fn drive(
     mut stream: SendableRecordBatchStream,
-    tx: mpsc::Sender<DFResult<RecordBatch>>,
+    tx: &mpsc::Sender<DFResult<RecordBatch>>,
     deadline: Instant,
     timeout: Duration,
     limits: ResultLimits,
     finished: &AtomicBool,
-) {
+) -> Driven {
     let (mut rows, mut bytes) = (0u64, 0u64);
+    let ended = |status, error: Option<String>, rows| Driven {
+        status,
+        error,
+        rows,
+    };
     loop {
         let next = tokio::select! {
             biased;
-            () = tx.closed() => return,
+            () = tx.closed() => return ended(QueryStatus::Cancelled, None, rows),
             () = tokio::time::sleep_until(deadline) => {
                 drop(stream);
                 finished.store(true, Ordering::Release);
-                let _ = tx.try_send(Err(Error::DeadlineExceeded(timeout).into_datafusion()));
-                return;
+                let e = Error::DeadlineExceeded(timeout);
+                let message = e.to_string();
+                let _ = tx.try_send(Err(e.into_datafusion()));
+                return ended(QueryStatus::Timeout, Some(message), rows);
             }
             next = stream.next() => next,
         };
         let batch = match next {
             None => {
                 finished.store(true, Ordering::Release);
-                return;
+                return ended(QueryStatus::Ok, None, rows);
             }
             Some(Err(e)) => {
                 drop(stream);
                 finished.store(true, Ordering::Release);
+                let message = e.to_string();
                 let _ = tx.send(Err(e)).await;
-                return;
+                return ended(QueryStatus::Error, Some(message), rows);
             }
             Some(Ok(b)) => b,
         };
@@ -99,14 +108,24 @@ pub(crate) async fn drive(
             drop(stream);
             finished.store(true, Ordering::Release);
             let _ = tx
-                .send(Err(Error::ResourceExhausted(message).into_datafusion()))
+                .send(Err(
+                    Error::ResourceExhausted(message.clone()).into_datafusion()
+                ))
                 .await;
-            return;
+            return ended(QueryStatus::Error, Some(message), rows);
         }
         if tx.send(Ok(batch)).await.is_err() {
-            return;
+            return ended(QueryStatus::Cancelled, None, rows);
         }
     }
+}
+
+/// How [`drive`] ended.
+pub(crate) struct Driven {
+    pub(crate) status: QueryStatus,
+    pub(crate) error: Option<String>,
+    /// Result rows sent.
+    pub(crate) rows: u64,
 }
 
 /// The caller's end of a running query.

@@ -173,6 +173,15 @@ impl StrataTable {
             })
     }
 
+    /// The store this query reads through: its counting store when it has one, else the
+    /// engine's.
+    fn scan_store(&self, state: &dyn Session) -> Arc<dyn ObjectStore> {
+        state
+            .config()
+            .get_extension::<crate::cost::ScanStore>()
+            .map_or_else(|| Arc::clone(&self.env.store), |s| Arc::clone(&s.0))
+    }
+
     fn retention_cutoff(&self) -> Option<i64> {
         let secs = i64::try_from(self.manifest.table.retention_secs?).ok()?;
         Some(
@@ -236,7 +245,7 @@ impl StrataTable {
         let mut parquet = TableParquetOptions::default();
         parquet.global = state.config_options().execution.parquet.clone();
         let reader = CachedParquetFileReaderFactory::new(
-            Arc::clone(&self.env.store),
+            self.scan_store(state),
             state.runtime_env().cache_manager.get_file_metadata_cache(),
         );
         let source = ParquetSource::new(
@@ -342,7 +351,7 @@ impl TableProvider for StrataTable {
         }
 
         let wal = wal_source::read_unflushed(
-            &self.env.store,
+            &self.scan_store(state),
             &self.env.wal_cache,
             &self.env.wal_listings,
             &self.env.catalog,
@@ -357,6 +366,9 @@ impl TableProvider for StrataTable {
             self.env.paths.hit(crate::paths::Path::WalPruned);
         }
         let wal = wal.batches;
+        if let Some(cost) = state.config().get_extension::<crate::cost::QueryCost>() {
+            cost.scanned(self.manifest.segments.len(), segments.len(), wal.len());
+        }
         if !wal.is_empty() {
             self.env.paths.hit(crate::paths::Path::WalTail);
         }

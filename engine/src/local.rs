@@ -181,16 +181,24 @@ impl QueryShared {
         Arc::clone(&self.cache) as _
     }
 
-    /// A query engine over one tenant's catalog.
+    /// A query engine over one tenant's catalog; each query reads through a handle on the
+    /// shared cache that counts what it served and fetched for that query.
     pub fn engine(
         &self,
         catalog: strata_storage::Catalog,
+        tenant: Option<&str>,
     ) -> Result<strata_compute::QueryEngine, strata_compute::Error> {
-        strata_compute::QueryEngine::with_resources(
+        let cache = Arc::clone(&self.cache);
+        let tenant = tenant.map(str::to_string);
+        let engine = strata_compute::QueryEngine::with_resources(
             catalog,
             self.config.clone(),
             self.resources.clone(),
-        )
+        )?;
+        Ok(engine.with_query_store(Arc::new(move |cost| {
+            let counted: Arc<dyn object_store::ObjectStore> = Arc::new(cache.for_query(cost));
+            crate::tenants::Tenants::scoped(&counted, tenant.as_deref())
+        })))
     }
 
     /// Flush the SSD tier so the cache is warm after a restart.
@@ -494,7 +502,17 @@ impl strata_gateway::QueryBackend for LocalQuery {
         let stream = r
             .stream
             .map(|b| b.map_err(|e| crate::errors::from_compute(strata_compute::Error::from(e))));
-        Ok((r.schema, stream.boxed()))
+        // When the stream ends, the caller learns what the query cost (final by then).
+        let (sink, cost) = (req.cost.clone(), r.cost);
+        let report = futures::stream::once(async move {
+            if let Some(sink) = sink
+                && let Ok(v) = serde_json::to_value(cost.report())
+            {
+                sink.set(v);
+            }
+        })
+        .filter_map(|()| async { None });
+        Ok((r.schema, stream.chain(report).boxed()))
     }
 
     async fn schema(
@@ -516,7 +534,7 @@ impl strata_gateway::QueryBackend for LocalQuery {
                         "this node runs no query engine",
                     )
                 })?;
-                q.plan_schema(&req.sql)
+                q.plan_schema(&req.sql, req.caller.tenant.as_deref())
                     .await
                     .map_err(crate::errors::from_compute)
             }

@@ -87,7 +87,11 @@ impl Tenants {
         &self.store
     }
 
-    fn scoped(store: &Arc<dyn ObjectStore>, tenant: Option<&str>) -> Arc<dyn ObjectStore> {
+    /// `store` as tenant `tenant` sees it (its prefix; the default tenant sees the root).
+    pub(crate) fn scoped(
+        store: &Arc<dyn ObjectStore>,
+        tenant: Option<&str>,
+    ) -> Arc<dyn ObjectStore> {
         match tenant {
             None => Arc::clone(store),
             Some(t) => Arc::new(PrefixStore::new(
@@ -125,7 +129,9 @@ impl Tenants {
             (Some(qs), Some(shared)) => {
                 let qcat = Catalog::new(Self::scoped(qs, tenant));
                 Some(Arc::new(
-                    shared.engine(qcat).map_err(crate::errors::from_compute)?,
+                    shared
+                        .engine(qcat, tenant)
+                        .map_err(crate::errors::from_compute)?,
                 ))
             }
             _ => None,

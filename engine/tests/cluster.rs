@@ -181,6 +181,31 @@ with dbapi.connect(uri) as conn, conn.cursor() as cur:
     print("adbc_count", cur.fetchone()[0])
     cur.execute("SELECT count(*) FROM events WHERE host = ?", parameters=("py-1",))
     print("adbc_param", cur.fetchone()[0])
+
+# What the query cost travels from the compute node through the gateway: the last chunk's
+# app_metadata (a Flight SQL CommandStatementQuery in an Any, encoded by hand).
+import json
+def field(n, b):
+    out, v = bytes([(n << 3) | 2]), len(b)
+    while True:
+        out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+        v >>= 7
+        if not v:
+            return out + b
+cmd = field(1, b"SELECT count(*) FROM events WHERE level = 'INFO'")
+anyv = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, cmd)
+info = client.get_flight_info(fl.FlightDescriptor.for_command(anyv))
+reader = client.do_get(info.endpoints[0].ticket)
+last = None
+while True:
+    try:
+        chunk = reader.read_chunk()
+    except StopIteration:
+        break
+    if chunk.app_metadata is not None:
+        last = chunk.app_metadata
+cost = json.loads(last.to_pybytes())["strata_cost"]
+print("cost_rows_scanned", cost.get("rows_scanned"), "wal", cost.get("wal_entries_read"))
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,6 +250,9 @@ async fn writes_and_queries_through_the_gateway_with_standard_clients() {
     let out = run_python(PY, &c.gateway.grpc);
     assert!(out.contains("adbc_count 900"), "{out}");
     assert!(out.contains("adbc_param 33"), "{out}");
+    // 900 rows, from segments or the WAL tail: either way the node reported what it read.
+    assert!(out.contains("cost_rows_scanned"), "{out}");
+    assert!(!out.contains("cost_rows_scanned None"), "{out}");
     let _ = (&c.url, &c.config, &c.ingest);
 }
 

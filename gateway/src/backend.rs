@@ -7,11 +7,13 @@
 //! same code in every case.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::Stream;
+use parking_lot::Mutex;
 
 /// A stream of record batches (results, log records).
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, BackendError>> + Send>>;
@@ -81,6 +83,25 @@ pub struct QueryRequest {
     pub params: Option<RecordBatch>,
     /// Time left for the whole request (deadline propagation).
     pub timeout: Option<Duration>,
+    /// Where the backend leaves what the query cost, once its stream has ended; `None`
+    /// when the caller does not want it.
+    pub cost: Option<CostSink>,
+}
+
+/// What a query cost (object-store requests and bytes, cache tiers, pruning, rows, time),
+/// as the JSON object the engine reports; a backend sets it when the result stream ends.
+/// Cheap to clone; clones share the value.
+#[derive(Debug, Clone, Default)]
+pub struct CostSink(Arc<Mutex<Option<serde_json::Value>>>);
+
+impl CostSink {
+    pub fn set(&self, cost: serde_json::Value) {
+        *self.0.lock() = Some(cost);
+    }
+
+    pub fn get(&self) -> Option<serde_json::Value> {
+        self.0.lock().clone()
+    }
 }
 
 /// How durable a write must be before it is acknowledged.

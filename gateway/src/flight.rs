@@ -35,6 +35,7 @@ mod prepared;
 mod sql;
 
 pub(crate) use context::grpc_timeout;
+pub use encode::COST_METADATA_KEY;
 pub(crate) use sql::statement_ticket;
 
 use std::pin::Pin;

@@ -64,7 +64,7 @@ pub mod tls;
 
 pub use auth::{AuthConfig, Authenticator, Principal, Scope, TokenEntry};
 pub use backend::{
-    BackendError, BatchStream, Caller, Durability, ErrorKind, IngestBackend, LogRequest,
+    BackendError, BatchStream, Caller, CostSink, Durability, ErrorKind, IngestBackend, LogRequest,
     PreparedSchemas, QueryBackend, QueryRequest, ShardAck, WriteAck, WriteRequest,
 };
 pub use flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};

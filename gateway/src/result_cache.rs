@@ -274,6 +274,10 @@ impl QueryBackend for CachingQueryBackend {
             let mut rx = match lookup {
                 Lookup::Hit(entry) => {
                     self.shared.metrics.hits.inc();
+                    if let Some(cost) = &req.cost {
+                        // Served from the gateway's memory: nothing read, nothing run.
+                        cost.set(serde_json::json!({ "result_cache": "hit" }));
+                    }
                     return Ok(entry.stream());
                 }
                 Lookup::Uncacheable => {
@@ -324,6 +328,9 @@ impl QueryBackend for CachingQueryBackend {
             match outcome {
                 Ok(Outcome::Ready(entry)) => {
                     self.shared.metrics.coalesced.inc();
+                    if let Some(cost) = &req.cost {
+                        cost.set(serde_json::json!({ "result_cache": "shared" }));
+                    }
                     return Ok(entry.stream());
                 }
                 Ok(Outcome::Failed(e)) if !e.is_retryable() => {

@@ -107,7 +107,7 @@ async fn parameters_and_plan_schema() {
     let f = Fixture::new().await;
     let engine = f.engine(test_config()).await;
     let sql = "SELECT host, count(*) AS c FROM logs WHERE status = $1 AND level = $2 GROUP BY host";
-    let schema = engine.plan_schema(sql).await.expect("schema");
+    let schema = engine.plan_schema(sql, None).await.expect("schema");
     assert_eq!(schema.field(0).name(), "host");
     assert_eq!(schema.field(1).data_type(), &DataType::Int64);
     let types = engine.parameter_types(sql).await.expect("types");

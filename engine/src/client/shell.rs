@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, BinaryArray, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{
@@ -111,6 +112,8 @@ struct Session {
     /// only results).
     interactive: bool,
     out: Out,
+    /// What the last query cost, as the server reported it after its last batch.
+    cost: Option<serde_json::Value>,
 }
 
 impl Session {
@@ -129,6 +132,7 @@ impl Session {
             timing: !a.no_timing,
             interactive: false,
             out: Out::Stdout,
+            cost: None,
         })
     }
 
@@ -169,7 +173,11 @@ impl Session {
                     .await
                     .map_err(flight)?;
                 let rows = self.print(info).await?;
-                self.report(rows, start.elapsed())
+                self.report(rows, start.elapsed())?;
+                match self.cost.take() {
+                    Some(cost) if self.timing => self.say_timing(&output::cost_line(&cost)),
+                    _ => Ok(()),
+                }
             }
             Op::Tables => {
                 let info = self
@@ -199,7 +207,15 @@ impl Session {
         if !self.timing {
             return Ok(());
         }
-        let line = output::timing_line(rows, elapsed);
+        self.say_timing(&output::timing_line(rows, elapsed))
+    }
+
+    /// A `\timing` line: on the terminal in the shell, on stderr with `-e`.
+    fn say_timing(&self, line: &str) -> Result<(), Failure> {
+        if line.is_empty() {
+            return Ok(());
+        }
+        let line = line.to_string();
         if self.interactive {
             self.say(&line)
         } else {
@@ -220,14 +236,36 @@ impl Session {
             let ticket = endpoint.ticket.ok_or_else(|| {
                 Failure::Error("Internal: the gateway sent an endpoint without a ticket".into())
             })?;
-            let mut stream = self.client.do_get(ticket).await.map_err(flight)?;
-            while let Some(batch) = stream.next().await {
-                printer.write(&batch.map_err(flight)?).map_err(output)?;
+            // Read message by message: the last one carries what the query cost
+            // (`{"strata_cost": …}` as its app_metadata).
+            let mut decoder = self
+                .client
+                .do_get(ticket)
+                .await
+                .map_err(flight)?
+                .into_inner();
+            let mut announced = None;
+            while let Some(data) = decoder.next().await {
+                let data = data.map_err(flight)?;
+                if !data.inner.app_metadata.is_empty()
+                    && let Ok(mut v) =
+                        serde_json::from_slice::<serde_json::Value>(&data.inner.app_metadata)
+                    && let Some(c) = v.get_mut(strata_gateway::flight::COST_METADATA_KEY)
+                {
+                    self.cost = Some(c.take());
+                }
+                match data.payload {
+                    DecodedPayload::RecordBatch(batch) => {
+                        printer.write(&batch).map_err(output)?;
+                    }
+                    DecodedPayload::Schema(schema) => announced = Some(schema),
+                    DecodedPayload::None => {}
+                }
             }
             if printer.rows() == 0
-                && let Some(schema) = stream.schema()
+                && let Some(schema) = announced
             {
-                printer.set_schema(Arc::clone(schema));
+                printer.set_schema(schema);
             }
         }
         let (rows, _) = printer.finish().map_err(output)?;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 
-use crate::backend::BatchStream;
+use crate::backend::{BatchStream, CostSink};
 use crate::status::{internal, to_status};
 
 /// The response stream of `DoGet`.
@@ -30,6 +30,63 @@ pub(crate) fn encode_stream(schema: Option<SchemaRef>, batches: BatchStream) -> 
         builder = builder.with_schema(schema);
     }
     Box::pin(builder.build(input).map_err(encode_error))
+}
+
+/// Key in the `app_metadata` of the last message of a query's `DoGet`: JSON
+/// `{"strata_cost": {...}}`, what the query cost ([`CostSink`]).
+pub const COST_METADATA_KEY: &str = "strata_cost";
+
+/// `data` with what the query cost, when the backend reported it, as the `app_metadata` of
+/// its last message (the last batch, or the schema of an empty result). The stream holds
+/// one message back to know which is last. Clients that read only batches ignore it;
+/// pyarrow's `read_chunk()` and arrow-rs's `FlightDataDecoder` show it.
+pub(crate) fn with_final_cost(data: DataStream, cost: CostSink) -> DataStream {
+    struct State {
+        data: DataStream,
+        held: Option<FlightData>,
+        queue: std::collections::VecDeque<Result<FlightData, Status>>,
+        ended: bool,
+        cost: CostSink,
+    }
+    let state = State {
+        data,
+        held: None,
+        queue: std::collections::VecDeque::new(),
+        ended: false,
+        cost,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.queue.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.data.next().await {
+                Some(Ok(m)) => {
+                    if let Some(prev) = st.held.replace(m) {
+                        st.queue.push_back(Ok(prev));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.queue.extend(st.held.take().map(Ok));
+                    st.queue.push_back(Err(e));
+                    st.ended = true;
+                }
+                None => {
+                    if let Some(mut last) = st.held.take() {
+                        if let Some(c) = st.cost.get() {
+                            let body = serde_json::json!({ COST_METADATA_KEY: c });
+                            last.app_metadata = Bytes::from(body.to_string());
+                        }
+                        st.queue.push_back(Ok(last));
+                    }
+                    st.ended = true;
+                }
+            }
+        }
+    }))
 }
 
 /// Streams one in-memory batch (metadata answers).

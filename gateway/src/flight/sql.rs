@@ -27,12 +27,12 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use super::context::CallContext;
-use super::encode::{DataStream, encode_stream, flight_info, schema_bytes};
+use super::encode::{DataStream, encode_stream, flight_info, schema_bytes, with_final_cost};
 use super::limits::{FlightDataStream, read_upload};
 use super::prepared::Handle;
 use super::{StrataFlightService, statement_scope};
 use crate::auth::Scope;
-use crate::backend::{BatchStream, QueryRequest};
+use crate::backend::{BatchStream, CostSink, QueryRequest};
 use crate::status::{internal, invalid_argument, to_status};
 
 /// What a statement ticket holds.
@@ -74,6 +74,7 @@ impl StrataFlightService {
             sql,
             params,
             timeout: ctx.timeout,
+            cost: None,
         }
     }
 
@@ -108,12 +109,11 @@ impl StrataFlightService {
     ) -> Result<DataStream, Status> {
         let sql = parse_statement_handle(&ticket.statement_handle)?;
         let ctx = self.admit_sql(metadata, &sql)?;
-        let (schema, stream) = self
-            .query
-            .execute(self.query_request(&ctx, sql, None))
-            .await
-            .map_err(to_status)?;
-        Ok(encode_stream(Some(schema), stream))
+        let cost = CostSink::default();
+        let mut request = self.query_request(&ctx, sql, None);
+        request.cost = Some(cost.clone());
+        let (schema, stream) = self.query.execute(request).await.map_err(to_status)?;
+        Ok(with_final_cost(encode_stream(Some(schema), stream), cost))
     }
 
     pub(super) async fn statement_update(

@@ -29,8 +29,8 @@ use super::metrics::{RemoteMetrics, Role};
 use super::pool::{InFlight, Node, NodeClient, NodeLease, NodePool};
 use super::retry::{AttemptError, Retrier};
 use super::rpc::{
-    bounded, deadline_after, decode_schema, do_get, empty_schema, encode, guarded, peek_first,
-    request, settle, status_err,
+    bounded, deadline_after, decode_schema, do_get, do_get_with_cost, empty_schema, encode,
+    guarded, peek_first, request, settle, status_err,
 };
 use crate::backend::{
     BackendError, BatchStream, Caller, ErrorKind, PreparedSchemas, QueryBackend, QueryRequest,
@@ -142,7 +142,14 @@ impl QueryBackend for RemoteQueryBackend {
                     // the schema comes first on the stream.
                     let ticket = crate::flight::statement_ticket(&req.sql)
                         .map_err(|s| super::error::status_to_backend_error(&s))?;
-                    let stream = do_get(&mut client, ticket, &req.caller, deadline).await?;
+                    let stream = do_get_with_cost(
+                        &mut client,
+                        ticket,
+                        &req.caller,
+                        deadline,
+                        req.cost.clone(),
+                    )
+                    .await?;
                     let (announced, head) = peek_first(stream, deadline, cap).await?;
                     return Ok((announced.unwrap_or_else(empty_schema), head));
                 }

@@ -20,7 +20,7 @@ use super::error::{
 };
 use super::pool::{InFlight, Node, NodeClient, NodeLease, NodePool, Outcome};
 use super::retry::AttemptError;
-use crate::backend::{BackendError, BatchStream, Caller, ErrorKind};
+use crate::backend::{BackendError, BatchStream, Caller, CostSink, ErrorKind};
 
 /// The deadline of a request that allows `timeout`.
 pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
@@ -182,8 +182,28 @@ pub(crate) async fn do_get(
     caller: &Caller,
     deadline: Option<Instant>,
 ) -> Result<FlightRecordBatchStream, BackendError> {
+    do_get_with_cost(client, ticket, caller, deadline, None).await
+}
+
+/// [`do_get`], passing the node's final cost metadata (`{"strata_cost": …}`) to `cost`.
+pub(crate) async fn do_get_with_cost(
+    client: &mut NodeClient,
+    ticket: Ticket,
+    caller: &Caller,
+    deadline: Option<Instant>,
+    cost: Option<CostSink>,
+) -> Result<FlightRecordBatchStream, BackendError> {
     let req = request(ticket, caller, deadline)?;
     let stream = client.do_get(req).await.map_err(status_err)?.into_inner();
+    let stream = stream.inspect_ok(move |d| {
+        if let Some(sink) = &cost
+            && !d.app_metadata.is_empty()
+            && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&d.app_metadata)
+            && let Some(c) = v.get_mut(crate::flight::COST_METADATA_KEY)
+        {
+            sink.set(c.take());
+        }
+    });
     Ok(FlightRecordBatchStream::new_from_flight_data(
         stream.map_err(|s| FlightError::Tonic(Box::new(s))),
     ))

@@ -532,6 +532,7 @@ fn query(sql: &str) -> QueryRequest {
         sql: sql.to_string(),
         params: None,
         timeout: Some(Duration::from_secs(5)),
+        cost: None,
     }
 }
 

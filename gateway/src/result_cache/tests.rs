@@ -128,6 +128,7 @@ fn req(tenant: Option<&str>, sql: &str) -> QueryRequest {
         sql: sql.into(),
         params: None,
         timeout: None,
+        cost: None,
     }
 }
 
