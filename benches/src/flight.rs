@@ -75,6 +75,44 @@ impl FlightClient {
         Ok(out)
     }
 
+    /// Run a query, materialise its batches, and return what the server said it cost (the
+    /// `strata_cost` JSON in the last message's app_metadata), if it said.
+    pub async fn query_with_cost(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Vec<RecordBatch>, Option<serde_json::Value>)> {
+        let info = self
+            .sql
+            .execute(sql.to_string(), None)
+            .await
+            .map_err(|e| format!("query failed: {e}\n  SQL: {sql}"))?;
+        let mut out = Vec::new();
+        let mut cost = None;
+        for ep in info.endpoint {
+            let Some(ticket) = ep.ticket else { continue };
+            let mut decoder = self
+                .sql
+                .do_get(ticket)
+                .await
+                .map_err(|e| format!("DoGet failed: {e}\n  SQL: {sql}"))?
+                .into_inner();
+            while let Some(d) = decoder.next().await {
+                let d = d.map_err(|e| format!("reading results failed: {e}\n  SQL: {sql}"))?;
+                if !d.inner.app_metadata.is_empty()
+                    && let Ok(mut v) =
+                        serde_json::from_slice::<serde_json::Value>(&d.inner.app_metadata)
+                    && let Some(c) = v.get_mut("strata_cost")
+                {
+                    cost = Some(c.take());
+                }
+                if let arrow_flight::decode::DecodedPayload::RecordBatch(b) = d.payload {
+                    out.push(b);
+                }
+            }
+        }
+        Ok((out, cost))
+    }
+
     /// Run a statement (DDL / DML) and return the affected row count.
     pub async fn update(&mut self, sql: &str) -> Result<i64> {
         Ok(self

@@ -331,6 +331,61 @@ pub fn render(r: &Report) -> String {
         &rows,
     ));
     let _ = writeln!(o, "  point lookups: {}", latency(&r.point_lookup));
+    let cost_rows: Vec<Vec<String>> = r
+        .queries
+        .iter()
+        .filter(|q| q.strata_cold_cost.is_some() || q.strata_warm_cost.is_some())
+        .map(|q| {
+            let n = |c: &Option<serde_json::Value>, k: &str| {
+                c.as_ref()
+                    .and_then(|c| c.get(k))
+                    .and_then(serde_json::Value::as_u64)
+            };
+            let count = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let bytes = |v: Option<u64>| fmt_bytes(v.map(|v| v as f64));
+            let (cold, warm) = (&q.strata_cold_cost, &q.strata_warm_cost);
+            let of = |c: &Option<serde_json::Value>, a: &str, b: &str| match (n(c, a), n(c, b)) {
+                (Some(x), Some(y)) => format!("{x}/{y}"),
+                _ => "-".to_string(),
+            };
+            vec![
+                q.name.clone(),
+                count(n(cold, "get_requests")),
+                bytes(n(cold, "get_bytes")),
+                bytes(n(cold, "disk_bytes")),
+                count(n(warm, "get_requests")),
+                bytes(n(warm, "get_bytes")),
+                bytes(n(warm, "memory_bytes")),
+                bytes(n(warm, "disk_bytes")),
+                of(warm, "segments_pruned", "segments_total"),
+                of(warm, "row_groups_pruned", "row_groups_total"),
+                count(n(warm, "rows_scanned")),
+            ]
+        })
+        .collect();
+    if !cost_rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nWhat each query cost, as Strata reported it (cold run; last warm run): object-store \
+             GETs and bytes, cache bytes by tier, pruned/total segments and row groups, rows decoded"
+        );
+        o.push_str(&table(
+            &[
+                "query",
+                "cold GETs",
+                "cold GET bytes",
+                "cold SSD bytes",
+                "warm GETs",
+                "warm GET bytes",
+                "warm memory bytes",
+                "warm SSD bytes",
+                "segments pruned",
+                "row groups pruned",
+                "rows scanned",
+            ],
+            &cost_rows,
+        ));
+    }
 
     if !r.scaling.is_empty() {
         // Smaller size first; the ratios are larger over smaller.

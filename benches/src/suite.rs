@@ -203,6 +203,10 @@ pub struct QueryRow {
     pub strata_warm_ms: Option<f64>,
     /// Median of repeated runs answered by the gateway's result cache.
     pub strata_result_cache_ms: Option<f64>,
+    /// What the cold run and the last warm run cost, as the server reported it
+    /// (`strata_cost`: requests, bytes per cache tier, pruning, rows scanned).
+    pub strata_cold_cost: Option<serde_json::Value>,
+    pub strata_warm_cost: Option<serde_json::Value>,
     pub strata_error: Option<String>,
     pub datafusion: EngineTiming,
     pub duckdb: EngineTiming,
@@ -1135,8 +1139,9 @@ async fn strata_query(
         None => None,
     };
     let t = Instant::now();
-    let batches = client.query(&q.sql).await?;
+    let (batches, cold_cost) = client.query_with_cost(&q.sql).await?;
     row.strata_cold_ms = Some(ms(t.elapsed()));
+    row.strata_cold_cost = cold_cost;
     if let (Some(s), Some(before)) = (server, before)
         && let Ok(after) = s.metrics().await
     {
@@ -1154,8 +1159,9 @@ async fn strata_query(
     let mut warm = Samples::new();
     for _ in 0..ctx.warm {
         let t = Instant::now();
-        client.query(&q.sql).await?;
+        let (_, cost) = client.query_with_cost(&q.sql).await?;
         warm.push(t.elapsed());
+        row.strata_warm_cost = cost;
     }
     row.strata_warm_ms = warm.median().map(ms);
     if let Some(p) = point {

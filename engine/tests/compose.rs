@@ -118,6 +118,31 @@ async fn wait_ready(url: &str, what: &str, child: Option<&mut Child>) {
     }
 }
 
+/// Waits until the gateway on 127.0.0.1:8080 sees every node healthy (`/v1/status`), as
+/// `strata status` would show before a user writes: a gateway started beside its nodes
+/// takes them into rotation after their first health checks pass.
+async fn wait_cluster_healthy() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        if let Ok(r) = reqwest::get("http://127.0.0.1:8080/v1/status").await
+            && let Ok(text) = r.text().await
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            let nodes: Vec<&Value> = ["compute", "ingest"]
+                .iter()
+                .flat_map(|role| v["nodes"][role].as_array().into_iter().flatten())
+                .collect();
+            if !nodes.is_empty() && nodes.iter().all(|n| n["healthy"] == true) {
+                return;
+            }
+            last = v["nodes"].to_string();
+        }
+        assert!(Instant::now() < deadline, "nodes never all healthy: {last}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs the README quickstart against the gateway on 127.0.0.1:50051 / :8080 and checks its
 /// query shows the two rows it wrote (polling: a cluster shows rows within a second).
 fn quickstart(work: &Path, env: &[(String, String)]) {
@@ -319,6 +344,7 @@ async fn compose_stack(store: &str, s3: &BTreeMap<String, String>, work: &Path) 
         .await;
         procs.children.push((name.clone(), child));
     }
+    wait_cluster_healthy().await;
     let env = vec![];
     quickstart(work, &env);
     drop(procs);
@@ -369,6 +395,7 @@ async fn readme_cluster(work: &Path) {
     );
     assert_eq!(procs.pids.len(), 5, "five processes started:\n{stdout}");
     wait_ready("http://127.0.0.1:8080/readyz", "the README gateway", None).await;
+    wait_cluster_healthy().await;
     // The shell's exported secret is what nodes and gateway share; the quickstart needs none.
     quickstart(&dir, &[]);
     drop(procs);

@@ -219,6 +219,21 @@ async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
         String::from_utf8_lossy(&py.stderr)
     );
     assert!(stdout.contains("segments_total 2"), "{stdout}");
+
+    // /metrics counts requests and ingest bytes per tenant.
+    let (code, metrics) = common::http("GET", &format!("{}/metrics", p.http), "", None).await;
+    assert_eq!(code, 200);
+    let value = |name: &str, tenant: &str| -> f64 {
+        let prefix = format!("{name}{{tenant=\"{tenant}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in /metrics:\n{metrics}"))
+    };
+    assert!(value("strata_tenant_requests_total", "acme") >= 8.0);
+    assert!(value("strata_tenant_requests_total", "globex") >= 2.0);
+    assert!(value("strata_tenant_ingest_bytes_total", "acme") > 0.0);
 }
 
 /// A Flight SQL statement by hand (CommandStatementQuery in an Any), read chunk by chunk.

@@ -104,6 +104,20 @@ struct TenantState {
 pub struct Quotas {
     config: QuotaConfig,
     tenants: Mutex<HashMap<Option<String>, TenantState>>,
+    metrics: Option<TenantMetrics>,
+}
+
+/// `strata_tenant_requests_total{tenant}` and `strata_tenant_ingest_bytes_total{tenant}`:
+/// every call admitted (or refused for its rate), and ingest bytes accepted, per tenant
+/// (`default` without auth). Tenants come from the tokens file, so the label set is bounded.
+#[derive(Debug, Clone)]
+struct TenantMetrics {
+    requests: prometheus::IntCounterVec,
+    ingest_bytes: prometheus::IntCounterVec,
+}
+
+fn tenant_label(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("default")
 }
 
 impl std::fmt::Debug for Quotas {
@@ -137,7 +151,33 @@ impl Quotas {
         Ok(Self {
             config,
             tenants: Mutex::new(HashMap::new()),
+            metrics: None,
         })
+    }
+
+    /// Counts requests and ingest bytes per tenant in `registry`.
+    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_tenant_requests_total",
+                "Calls per tenant (Flight SQL, ingest, OTLP, HTTP ingest), counted at admission.",
+            ),
+            &["tenant"],
+        )?;
+        let ingest_bytes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_tenant_ingest_bytes_total",
+                "Ingest bytes accepted per tenant (Arrow IPC, OTLP or JSON as received).",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(ingest_bytes.clone()))?;
+        self.metrics = Some(TenantMetrics {
+            requests,
+            ingest_bytes,
+        });
+        Ok(self)
     }
 
     /// No limits.
@@ -145,6 +185,7 @@ impl Quotas {
         Self {
             config: QuotaConfig::default(),
             tenants: Mutex::new(HashMap::new()),
+            metrics: None,
         }
     }
 
@@ -155,6 +196,9 @@ impl Quotas {
 
     /// Counts one request for `tenant`; RESOURCE_EXHAUSTED when over the request rate.
     pub fn check_request(&self, tenant: Option<&str>, now: Instant) -> Result<(), BackendError> {
+        if let Some(m) = &self.metrics {
+            m.requests.with_label_values(&[tenant_label(tenant)]).inc();
+        }
         let Some(limit) = self.config.requests else {
             return Ok(());
         };
@@ -174,14 +218,24 @@ impl Quotas {
         bytes: u64,
         now: Instant,
     ) -> Result<(), BackendError> {
+        let count = || {
+            if let Some(m) = &self.metrics {
+                m.ingest_bytes
+                    .with_label_values(&[tenant_label(tenant)])
+                    .inc_by(bytes);
+            }
+        };
         let Some(limit) = self.config.ingest_bytes else {
+            count();
             return Ok(());
         };
         self.with_tenant(tenant, now, |state| {
             let bucket = state.bytes.get_or_insert_with(|| Bucket::full(&limit, now));
             bucket.take(&limit, bytes as f64, now)
         })
-        .map_err(|wait| exhausted(tenant, "ingest byte rate", &limit, "bytes", wait))
+        .map_err(|wait| exhausted(tenant, "ingest byte rate", &limit, "bytes", wait))?;
+        count();
+        Ok(())
     }
 
     /// How many tenants are tracked (for tests and metrics).

@@ -179,7 +179,11 @@ impl GatewayServerBuilder {
             Some(a) => a,
             None => Arc::new(Authenticator::new(&self.config.auth)?),
         };
-        let quotas = Arc::new(Quotas::new(self.config.quota.clone())?);
+        let mut quotas = Quotas::new(self.config.quota.clone())?;
+        if let Some(registry) = &self.registry {
+            quotas = quotas.with_metrics(registry)?;
+        }
+        let quotas = Arc::new(quotas);
         let tls = self.config.server.tls()?;
         let otlp = self.config.otlp.enabled.then(|| {
             Arc::new(OtlpLogs::new(
