@@ -53,26 +53,7 @@ impl FlightClient {
 
     /// Run a query and materialise every batch of every endpoint.
     pub async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let info = self
-            .sql
-            .execute(sql.to_string(), None)
-            .await
-            .map_err(|e| format!("query failed: {e}\n  SQL: {sql}"))?;
-        let mut out = Vec::new();
-        for ep in info.endpoint {
-            let Some(ticket) = ep.ticket else { continue };
-            let stream = self
-                .sql
-                .do_get(ticket)
-                .await
-                .map_err(|e| format!("DoGet failed: {e}\n  SQL: {sql}"))?;
-            let batches: Vec<RecordBatch> = stream
-                .try_collect()
-                .await
-                .map_err(|e| format!("reading results failed: {e}\n  SQL: {sql}"))?;
-            out.extend(batches);
-        }
-        Ok(out)
+        Ok(self.query_with_cost(sql).await?.0)
     }
 
     /// Run a query, materialise its batches, and return what the server said it cost (the

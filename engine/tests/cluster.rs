@@ -147,7 +147,7 @@ async fn http_get(url: &str) -> String {
 fn run_python(script: &str, grpc: &str) -> String {
     let out = std::process::Command::new("python3")
         .arg("-c")
-        .arg(script)
+        .arg(format!("{}\n{script}", common::PY_STATEMENT_COST))
         .arg(grpc.replace("http://", "grpc://"))
         .output()
         .expect("python3 must be installed (.ci/run installs it with pyarrow and adbc-driver-flightsql)");
@@ -183,28 +183,8 @@ with dbapi.connect(uri) as conn, conn.cursor() as cur:
     print("adbc_param", cur.fetchone()[0])
 
 # What the query cost travels from the compute node through the gateway: the last chunk's
-# app_metadata (a Flight SQL CommandStatementQuery in an Any, encoded by hand).
-import json
-def field(n, b):
-    out, v = bytes([(n << 3) | 2]), len(b)
-    while True:
-        out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
-        v >>= 7
-        if not v:
-            return out + b
-cmd = field(1, b"SELECT count(*) FROM events WHERE level = 'INFO'")
-anyv = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, cmd)
-info = client.get_flight_info(fl.FlightDescriptor.for_command(anyv))
-reader = client.do_get(info.endpoints[0].ticket)
-last = None
-while True:
-    try:
-        chunk = reader.read_chunk()
-    except StopIteration:
-        break
-    if chunk.app_metadata is not None:
-        last = chunk.app_metadata
-cost = json.loads(last.to_pybytes())["strata_cost"]
+# app_metadata (statement_cost is common::PY_STATEMENT_COST, prepended by run_python).
+cost = statement_cost(client, "SELECT count(*) FROM events WHERE level = 'INFO'")
 print("cost_rows_scanned", cost.get("rows_scanned"), "wal", cost.get("wal_entries_read"))
 "#;
 

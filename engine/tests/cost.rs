@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow_flight::decode::DecodedPayload;
-use common::{Proc, logs_batch, query, s3_url, sql_client};
+use common::{Proc, logs_batch, query, sql_client};
 use futures::StreamExt;
 
 const TOKENS: &str = r#"
@@ -23,27 +23,14 @@ tenant = "globex"
 scopes = ["read", "write"]
 "#;
 
-fn serve(test: &str, extra: &[&str]) -> (Proc, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    let store = s3_url(test);
-    let data = dir.path().join("data");
-    let mut args = vec![
-        "serve",
-        "--object-store",
-        &store,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--auth-tokens-file",
-        tokens.to_str().unwrap(),
-        "--flush-age-secs",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    // The result cache would answer repeated queries without running them.
-    let p = Proc::start(&args, &[("STRATA__GATEWAY_CACHE__ENABLED", "false")]);
-    (p, dir)
+fn serve(test: &str) -> (Proc, tempfile::TempDir) {
+    // Segments flush after 1 s; the result cache would answer repeated queries unrun.
+    common::serve_with_tokens(
+        test,
+        TOKENS,
+        &["--flush-age-secs", "1"],
+        &[("STRATA__GATEWAY_CACHE__ENABLED", "false")],
+    )
 }
 
 /// Runs `sql` as `token` and returns the rows and the final cost metadata.
@@ -75,7 +62,7 @@ fn n(c: &serde_json::Value, k: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
-    let (p, _d) = serve("cost", &[]);
+    let (p, _d) = serve("cost");
     // Two segments a day apart: a time filter skips one.
     let day = 86_400_000_000i64;
     for (i, start) in [0, day].into_iter().enumerate() {
@@ -208,7 +195,7 @@ async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
     // pyarrow reads the same figures as the last chunk's app_metadata.
     let py = std::process::Command::new("python3")
         .arg("-c")
-        .arg(PY)
+        .arg(format!("{}\n{PY}", common::PY_STATEMENT_COST))
         .arg(p.grpc.replace("http://", "grpc://"))
         .output()
         .expect("python3 with pyarrow (./minio/with-s3.sh)");
@@ -236,33 +223,11 @@ async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
     assert!(value("strata_tenant_ingest_bytes_total", "acme") > 0.0);
 }
 
-/// A Flight SQL statement by hand (CommandStatementQuery in an Any), read chunk by chunk.
+/// pyarrow reads the cost off the last chunk (`statement_cost`: common::PY_STATEMENT_COST).
 const PY: &str = r#"
-import json, sys
-import pyarrow.flight as fl
-
-def field(n, b):
-    out, v = bytes([(n << 3) | 2]), len(b)
-    while True:
-        out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
-        v >>= 7
-        if not v:
-            return out + b
-
-cmd = field(1, b"SELECT count(*) FROM logs WHERE level = 'ERROR'")
-anyv = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, cmd)
+import sys
 client = fl.FlightClient(sys.argv[1])
 opts = fl.FlightCallOptions(headers=[(b"authorization", b"Bearer acme")])
-info = client.get_flight_info(fl.FlightDescriptor.for_command(anyv), opts)
-reader = client.do_get(info.endpoints[0].ticket, opts)
-last = None
-while True:
-    try:
-        chunk = reader.read_chunk()
-    except StopIteration:
-        break
-    if chunk.app_metadata is not None:
-        last = chunk.app_metadata
-cost = json.loads(last.to_pybytes())["strata_cost"]
+cost = statement_cost(client, "SELECT count(*) FROM logs WHERE level = 'ERROR'", opts)
 print("segments_total", cost["segments_total"])
 "#;

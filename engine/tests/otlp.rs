@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use common::{Proc, free_port, query, s3_url, sql_client};
+use common::{Proc, free_port, query, sql_client};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -32,23 +32,7 @@ scopes = ["read"]
 
 /// `strata serve` on S3 with the tokens above; `extra` adds arguments.
 fn serve(test: &str, extra: &[&str]) -> (Proc, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    let store = s3_url(test);
-    let data = dir.path().join("data");
-    let mut args = vec![
-        "serve",
-        "--object-store",
-        &store,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--auth-tokens-file",
-        tokens.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let p = Proc::start(&args, &[]);
-    (p, dir)
+    common::serve_with_tokens(test, TOKENS, extra, &[])
 }
 
 async fn sql(p: &Proc, q: &str) -> Vec<RecordBatch> {

@@ -7,6 +7,21 @@ use clap::Parser;
 use strata_benches::suite::{Args, run};
 use strata_benches::workload::write_parquet;
 
+/// Writes `report` as JSON to `path` (`--json`), if given; exit status 1 when it cannot.
+fn write_json(
+    path: Option<&std::path::Path>,
+    report: &impl serde::Serialize,
+) -> Result<(), std::process::ExitCode> {
+    let Some(p) = path else { return Ok(()) };
+    serde_json::to_vec_pretty(report)
+        .map_err(|e| e.to_string())
+        .and_then(|j| std::fs::write(p, j).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            eprintln!("strata-bench: cannot write {}: {e}", p.display());
+            std::process::ExitCode::from(1)
+        })
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -46,13 +61,8 @@ fn main() -> std::process::ExitCode {
         return match rt.block_on(strata_benches::otlp::run(&args, rows)) {
             Ok(report) => {
                 println!("{}", report.render());
-                if let Some(p) = &args.json
-                    && let Err(e) = serde_json::to_vec_pretty(&report)
-                        .map_err(|e| e.to_string())
-                        .and_then(|j| std::fs::write(p, j).map_err(|e| e.to_string()))
-                {
-                    eprintln!("strata-bench: cannot write {}: {e}", p.display());
-                    return std::process::ExitCode::from(1);
+                if let Err(code) = write_json(args.json.as_deref(), &report) {
+                    return code;
                 }
                 std::process::ExitCode::SUCCESS
             }
@@ -66,13 +76,8 @@ fn main() -> std::process::ExitCode {
         return match rt.block_on(strata_benches::tpch::run(&args, sf)) {
             Ok(report) => {
                 println!("{}", report.render());
-                if let Some(p) = &args.json
-                    && let Err(e) = serde_json::to_vec_pretty(&report)
-                        .map_err(|e| e.to_string())
-                        .and_then(|j| std::fs::write(p, j).map_err(|e| e.to_string()))
-                {
-                    eprintln!("strata-bench: cannot write {}: {e}", p.display());
-                    return std::process::ExitCode::from(1);
+                if let Err(code) = write_json(args.json.as_deref(), &report) {
+                    return code;
                 }
                 let failures = report.failures();
                 if failures.is_empty() {

@@ -261,3 +261,62 @@ pub async fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (code, body)
 }
+
+/// `strata serve` over the S3 server (a fresh prefix for `test`) with the tokens file
+/// `tokens` (TOML `[[tokens]]`), more arguments and environment.
+pub fn serve_with_tokens(
+    test: &str,
+    tokens: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens_file = dir.path().join("tokens.toml");
+    std::fs::write(&tokens_file, tokens).unwrap();
+    let store = s3_url(test);
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "serve",
+        "--object-store",
+        &store,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--auth-tokens-file",
+        tokens_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::start(&args, env);
+    (p, dir)
+}
+
+/// Python (pyarrow only): `statement_cost(client, sql, options)` runs `sql` as a Flight SQL
+/// statement (a `CommandStatementQuery` in an `Any`, encoded by hand), reads the result chunk
+/// by chunk and returns the `strata_cost` object of the last chunk's app_metadata.
+pub const PY_STATEMENT_COST: &str = r#"
+import json
+import pyarrow.flight as fl
+
+def _field(n, b):
+    out, v = bytes([(n << 3) | 2]), len(b)
+    while True:
+        out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+        v >>= 7
+        if not v:
+            return out + b
+
+def statement_cost(client, sql, options=None):
+    cmd = _field(1, sql.encode())
+    anyv = _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _field(2, cmd)
+    options = options or fl.FlightCallOptions()
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(anyv), options)
+    reader = client.do_get(info.endpoints[0].ticket, options)
+    last = None
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            break
+        if chunk.app_metadata is not None:
+            last = chunk.app_metadata
+    return json.loads(last.to_pybytes())["strata_cost"]
+"#;
