@@ -74,6 +74,9 @@ pub struct NodeArgs {
     /// Extra gRPC address serving only OTLP logs export, e.g. 127.0.0.1:4317 [default: none]
     #[arg(long, env = "STRATA_OTLP_GRPC_ADDR")]
     pub otlp_grpc_addr: Option<SocketAddr>,
+    /// Do not serve the web console at / on the HTTP port (the /v1 JSON API stays)
+    #[arg(long, env = "STRATA_NO_CONSOLE")]
+    pub no_console: bool,
     /// TOML file with bearer tokens ([[tokens]] token, tenant, scopes); enables auth
     #[arg(long, env = "STRATA_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
@@ -304,6 +307,9 @@ impl NodeArgs {
         }
         if let Some(v) = self.otlp_grpc_addr {
             s.node.otlp_grpc_addr = Some(v);
+        }
+        if self.no_console {
+            s.node.console = false;
         }
         if let Some(p) = &self.auth_tokens_file {
             s.gateway.auth =

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -56,14 +57,23 @@ pub struct HttpState {
     pub quotas: Option<Arc<Quotas>>,
     /// OTLP logs ingest (`POST /v1/logs`), on roles that serve it.
     pub otlp: Option<Arc<OtlpLogs>>,
+    /// SQL and log tails for HTTP clients ([`crate::console`]), on roles that answer queries.
+    pub web: Option<strata_gateway::WebApi>,
+    /// Serve the web console at `/` (`node.console`).
+    pub console: bool,
+    /// The ingest node that owns a shard (gateway role), for `/v1/status`.
+    pub shard_owner: Option<ShardOwnerFn>,
 }
 
 /// A snapshot of the nodes a gateway talks to.
 pub type ClusterFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The address of the ingest node owning a shard number.
+pub type ShardOwnerFn = Arc<dyn Fn(u32) -> String + Send + Sync>;
+
 pub fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
+    crate::console::routes(state.console)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -129,6 +139,9 @@ async fn status(State(s): State<HttpState>, headers: HeaderMap) -> Response {
                         "version": m.version,
                         "retention_secs": m.table.retention_secs,
                         "delete_rules": m.deletes.len(),
+                        "shard_owners": s.shard_owner.as_ref().map(|owner| {
+                            (0..m.table.num_shards).map(|shard| owner(shard)).collect::<Vec<_>>()
+                        }),
                     }));
                 }
             }
@@ -158,10 +171,7 @@ fn error_response(e: &BackendError) -> Response {
     };
     let mut resp = (code, axum::Json(json!({ "error": e.message }))).into_response();
     if let Some(after) = e.retry_after {
-        let secs = after.as_secs().max(1).to_string();
-        if let Ok(v) = secs.parse() {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        insert_retry_after(&mut resp, after);
     }
     resp
 }
@@ -370,7 +380,7 @@ async fn otlp_logs(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) 
             )
                 .into_response()
         }
-        Err(status) => otlp_error(otlp_http_code(&status), &status, encoding),
+        Err(status) => otlp_error(http_code(&status), &status, encoding),
     }
 }
 
@@ -427,8 +437,9 @@ fn otlp_decode(
     }
 }
 
-/// The HTTP code OTLP/HTTP uses for a failure with gRPC status `s`.
-fn otlp_http_code(s: &tonic::Status) -> StatusCode {
+/// The HTTP code for a failure with gRPC status `s` (the codes OTLP/HTTP names, and 409
+/// for a conflict).
+pub(crate) fn http_code(s: &tonic::Status) -> StatusCode {
     use tonic::Code;
     match s.code() {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
@@ -437,6 +448,7 @@ fn otlp_http_code(s: &tonic::Status) -> StatusCode {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists => StatusCode::CONFLICT,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         Code::Unavailable | Code::Aborted => StatusCode::SERVICE_UNAVAILABLE,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
@@ -459,18 +471,28 @@ fn otlp_error(code: StatusCode, status: &tonic::Status, encoding: OtlpEncoding) 
         bytes,
     )
         .into_response();
-    // Retryable failures say when to come back (seconds, rounded up).
+    set_retry_after(&mut resp, status);
+    resp
+}
+
+/// Retryable failures say when to come back: `Retry-After` in seconds, rounded up, from
+/// the status's `retry-after-ms`.
+pub(crate) fn set_retry_after(resp: &mut Response, status: &tonic::Status) {
     let retry_ms = status
         .metadata()
         .get(strata_gateway::RETRY_AFTER_MS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(ms) = retry_ms
-        && let Ok(v) = ms.div_ceil(1000).max(1).to_string().parse()
-    {
+    if let Some(ms) = retry_ms {
+        insert_retry_after(resp, Duration::from_millis(ms));
+    }
+}
+
+fn insert_retry_after(resp: &mut Response, after: Duration) {
+    let secs = after.as_millis().div_ceil(1000).max(1).to_string();
+    if let Ok(v) = secs.parse() {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    resp
 }
 
 /// Serve `router` until `shutdown` resolves.
@@ -486,7 +508,7 @@ pub async fn serve(
 }
 
 /// Bounds on the HTTP port's connections: how many are open at once (more wait in the
-/// kernel's backlog), and how long one may stall — no byte received — before it is closed,
+/// kernel's backlog), and how long one may stall — no byte received or sent — before it is closed,
 /// so slow or idle clients cannot hold the port.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -548,12 +570,25 @@ impl axum::serve::Listener for LimitedListener {
 }
 
 /// A connection holding its slot; reads fail with `TimedOut` after `idle_timeout` without a
-/// byte, which makes the server close it.
+/// byte received or sent, which makes the server close it.
 struct LimitedIo {
     io: tokio::net::TcpStream,
     _permit: tokio::sync::OwnedSemaphorePermit,
     idle_timeout: std::time::Duration,
     idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl LimitedIo {
+    /// Bytes sent count as activity too: a streamed answer (a log tail, a long statement's
+    /// keep-alive) holds its connection while it sends.
+    fn wrote(&mut self, r: &std::task::Poll<std::io::Result<usize>>) {
+        if let std::task::Poll::Ready(Ok(n)) = r
+            && *n > 0
+        {
+            let next = tokio::time::Instant::now() + self.idle_timeout;
+            self.idle.as_mut().reset(next);
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for LimitedIo {
@@ -590,7 +625,9 @@ impl tokio::io::AsyncWrite for LimitedIo {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&r);
+        r
     }
 
     fn poll_flush(
@@ -612,7 +649,9 @@ impl tokio::io::AsyncWrite for LimitedIo {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -14,11 +14,12 @@
 //!
 //! Modules: [`cli`] and [`settings`] (configuration), [`roles`] (wiring and shutdown),
 //! [`local`] (backends over local roles), [`tenants`], [`http`] (health, metrics, JSON
-//! ingest), [`lifecycle`] (compaction, retention, GC), [`client`] (`strata sql`,
+//! ingest), [`console`] (the web console and its SQL/tail JSON API), [`lifecycle`] (compaction, retention, GC), [`client`] (`strata sql`,
 //! `strata status`, `strata ingest FILE`).
 
 pub mod cli;
 pub mod client;
+pub mod console;
 pub mod errors;
 pub mod http;
 pub mod lifecycle;

@@ -140,6 +140,11 @@ async fn run_servers(
     if http_state.ingest.is_some() {
         http_state.otlp = server.otlp();
     }
+    // SQL and tails over HTTP (and the console) where clients send queries; compute and
+    // ingest nodes answer only the cluster.
+    if matches!(http_state.role, "serve" | "gateway") {
+        http_state.web = Some(server.web());
+    }
     let grpc = bind(s.node.grpc_addr, "grpc").await?;
     let http_l = bind(s.node.http_addr, "http").await?;
     // The bound addresses (port 0 in the settings picks a free port).
@@ -229,6 +234,9 @@ fn http_state(
         cluster: None,
         quotas: None,
         otlp: None,
+        web: None,
+        console: s.node.console,
+        shard_owner: None,
         connections: crate::http::ConnectionLimits {
             max_connections: s.node.http_max_connections,
             idle_timeout: Duration::from_secs(s.node.http_idle_timeout_secs),
@@ -354,6 +362,12 @@ pub async fn gateway(mut s: Settings) -> Result<(), String> {
         Some(Arc::clone(&ingest)),
         Some(tenants),
     );
+    let owners = s.cluster.ingest_nodes.clone();
+    state.shard_owner = Some(Arc::new(move |shard| {
+        // The rule `RemoteIngestBackend::owner_of` routes by.
+        let n = owners.len().max(1);
+        owners.get(shard as usize % n).cloned().unwrap_or_default()
+    }));
     state.cluster = Some(Arc::new(move || {
         let st = ClusterStatus::collect(Some(&remote_query), Some(&remote_ingest));
         serde_json::to_value(&st).unwrap_or_default()

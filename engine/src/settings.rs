@@ -49,6 +49,8 @@ pub struct NodeSettings {
     /// Seconds an HTTP connection may stay without sending a byte before it is closed
     /// (slow or idle clients). Default: 30.
     pub http_idle_timeout_secs: u64,
+    /// Serve the web console at `/` on the HTTP port of `serve` and `gateway`. Default: true.
+    pub console: bool,
 }
 
 impl Default for NodeSettings {
@@ -61,6 +63,7 @@ impl Default for NodeSettings {
             allow_insecure_public: false,
             http_max_connections: 1024,
             http_idle_timeout_secs: 30,
+            console: true,
         }
     }
 }

@@ -33,10 +33,12 @@ mod log;
 mod metrics;
 mod prepared;
 mod sql;
+mod web;
 
 pub(crate) use context::grpc_timeout;
 pub use encode::COST_METADATA_KEY;
 pub(crate) use sql::statement_ticket;
+pub use web::{SqlAnswer, WebApi};
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};

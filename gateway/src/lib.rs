@@ -67,7 +67,7 @@ pub use backend::{
     BackendError, BatchStream, Caller, CostSink, Durability, ErrorKind, IngestBackend, LogRequest,
     PreparedSchemas, QueryBackend, QueryRequest, ShardAck, WriteAck, WriteRequest,
 };
-pub use flight::{FlightConfig, FlightFront, GrpcMetrics, StrataFlightService};
+pub use flight::{FlightConfig, FlightFront, GrpcMetrics, SqlAnswer, StrataFlightService, WebApi};
 pub use otlp::{OtlpConfig, OtlpLogs};
 pub use quota::{QuotaConfig, Quotas, RateLimit};
 pub use remote::{

@@ -259,6 +259,11 @@ impl GatewayServer {
         Arc::clone(&self.quotas)
     }
 
+    /// The service for HTTP clients (the web console): same auth, quotas and limits.
+    pub fn web(&self) -> crate::WebApi {
+        self.front.service().web()
+    }
+
     /// The OTLP logs handler, unless `[otlp] enabled = false` (for `POST /v1/logs`).
     pub fn otlp(&self) -> Option<Arc<OtlpLogs>> {
         self.otlp.clone()

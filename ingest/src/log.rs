@@ -32,6 +32,34 @@ pub async fn read_log(
     }
 }
 
+/// The offset the next record of `shard` will get: past the newest acknowledged record,
+/// flushed or still in the WAL (a tail that starts here sees only new records).
+pub async fn end_offset(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
+    // A flush may delete the WAL entry we read between the LIST and the GET: retry once.
+    match end_offset_once(catalog, table, shard).await {
+        Err(Error::Storage(strata_storage::Error::ObjectStore(
+            object_store::Error::NotFound { .. },
+        ))) => end_offset_once(catalog, table, shard).await,
+        r => r,
+    }
+}
+
+async fn end_offset_once(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
+    let m = catalog.load(table).await?;
+    let st = m.shard(shard)?.clone();
+    let store = Arc::clone(catalog.store());
+    let entries = wal::list(store.as_ref(), table, shard, st.flushed_wal_seq).await?;
+    // The newest entry holding rows ends the log; older ones end before it.
+    for (_, meta) in entries.iter().rev() {
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        let h = wal::decode(&bytes)?.header;
+        if h.rows > 0 {
+            return Ok(st.flushed_offset.max(h.first_offset + h.rows));
+        }
+    }
+    Ok(st.flushed_offset)
+}
+
 async fn read_once(
     catalog: &Catalog,
     table: &str,

@@ -7,7 +7,7 @@ use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMicro
 use arrow::datatypes::{Int64Type, UInt64Type};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
-use strata_ingest::log::read_log;
+use strata_ingest::log::{end_offset, read_log};
 use strata_ingest::{CreateOptions, Durability, Error, IngestConfig, IngestNode, Write};
 use strata_storage::{Catalog, OFFSET_COLUMN};
 
@@ -115,6 +115,52 @@ async fn acked_rows_are_readable_by_offset_before_and_after_flush() {
                 .all(|(seq, _)| *seq >= m.shards[&s].flushed_wal_seq),
             "shard {s}: {wal:?}"
         );
+    }
+}
+
+/// Rows per shard as the log has them (what a tail from the end must skip).
+async fn rows_per_shard(catalog: &Catalog, table: &str) -> Vec<u64> {
+    let m = catalog.load(table).await.unwrap();
+    let mut out = Vec::new();
+    for s in 0..m.table.num_shards {
+        out.push(
+            read_log(catalog, table, s, 0, 1_000_000)
+                .await
+                .unwrap()
+                .num_rows() as u64,
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_end_offset_follows_the_wal_and_the_flushes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let n = node(Arc::clone(&store), fast());
+    let c = Catalog::new(Arc::clone(&store));
+    n.write(write("logs", batch(0, 100))).await.unwrap();
+    let ends = |c: Catalog| async move {
+        let shards = c.load("logs").await.unwrap().table.num_shards;
+        let mut out = Vec::new();
+        for s in 0..shards {
+            out.push(end_offset(&c, "logs", s).await.unwrap());
+        }
+        out
+    };
+    // Only in the WAL: the end is past the newest acknowledged record.
+    let in_wal = ends(c.clone()).await;
+    assert_eq!(in_wal, rows_per_shard(&c, "logs").await);
+    assert!(in_wal.iter().sum::<u64>() == 100, "{in_wal:?}");
+    n.flush_all().await.unwrap();
+    assert_eq!(ends(c.clone()).await, in_wal, "a flush moves no offset");
+    n.write(write("logs", batch(100, 50))).await.unwrap();
+    let after = ends(c.clone()).await;
+    assert_eq!(after, rows_per_shard(&c, "logs").await);
+    assert_eq!(after.iter().sum::<u64>(), 150);
+    // A read from the end sees nothing until the next write.
+    for (s, end) in after.iter().enumerate() {
+        let b = read_log(&c, "logs", s as u32, *end, 1000).await.unwrap();
+        assert_eq!(b.num_rows(), 0);
     }
 }
 

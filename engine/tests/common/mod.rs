@@ -239,6 +239,17 @@ pub fn logs_batch(start: i64, n: i64) -> RecordBatch {
 /// One plain HTTP/1.1 request (no client library between the test and the server):
 /// (status code, body).
 pub async fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    http_with(method, url, body, token, "").await
+}
+
+/// [`http`] with more header lines (`"Content-Type: application/json\r\n"`).
+pub async fn http_with(
+    method: &str,
+    url: &str,
+    body: &str,
+    token: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').unwrap();
@@ -247,7 +258,7 @@ pub async fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!(
-        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();

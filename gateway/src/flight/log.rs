@@ -113,7 +113,7 @@ impl StrataFlightService {
     }
 
     /// A slot for one more open log tail of `tenant`, or RESOURCE_EXHAUSTED.
-    fn tail_permit(
+    pub(crate) fn tail_permit(
         &self,
         tenant: Option<&String>,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {

@@ -1,0 +1,564 @@
+//! The web console and the JSON API it runs on, on the HTTP port of the roles that answer
+//! queries (`serve`, `gateway`):
+//!
+//! - `GET /` and `/console/{app.js,app.css}`: the console (static files embedded in the
+//!   binary; `node.console = false` / `--no-console` turns them off, the API stays).
+//! - `POST /v1/sql`: a statement (JSON `{"sql": …, "max_rows": …}`, or the SQL text as the
+//!   body), answered as `{"columns", "rows", "row_count", "truncated", "elapsed_ms", "cost"}`.
+//! - `GET /v1/tables`: the caller's tables with columns, time column, shard key and size.
+//! - `GET /v1/tail/{table}?shard=S&from_offset=N|end`: one shard's records as they are
+//!   acknowledged, as newline-delimited JSON, until the client goes away.
+//!
+//! Every call goes through the Flight service's [`WebApi`]: the same bearer tokens
+//! (`Authorization: Bearer …`), scopes, per-tenant request quotas, query deadlines, result
+//! cache and log-tail limit as the gRPC port. Errors are `{"error": …, "code": …}` with
+//! the HTTP status of the gRPC code (400, 401, 403, 404, 429 with `Retry-After`, 500, 503,
+//! 504). A statement that runs past [`SQL_WAIT`] is answered `200` at once and its body
+//! kept alive with spaces (as an idle tail is with `{"heartbeat":true}` lines) (JSON allows leading whitespace) until the answer — or an
+//! `{"error": …}` object — follows, so no proxy or idle timeout cuts a long query.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use strata_gateway::{Scope, WebApi};
+use tonic::metadata::MetadataMap;
+
+use crate::http::HttpState;
+
+/// How long `POST /v1/sql` waits for an answer before committing to `200` and keeping the
+/// connection alive with whitespace.
+pub const SQL_WAIT: Duration = Duration::from_secs(5);
+/// Between keep-alive bytes of a long statement or an idle tail: 10 s, or a third of the
+/// port's idle timeout when that is shorter.
+fn heartbeat(s: &HttpState) -> Duration {
+    (s.connections.idle_timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+/// Rows a statement answers by default, and at most.
+const DEFAULT_MAX_ROWS: usize = 10_000;
+const MAX_ROWS: usize = 100_000;
+/// Arrow memory collected for one answer before it is cut.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+const INDEX_HTML: &str = include_str!("../console/index.html");
+const APP_JS: &str = include_str!("../console/app.js");
+const APP_CSS: &str = include_str!("../console/app.css");
+
+/// The console's routes; the API answers 404 on roles that serve no queries.
+pub fn routes(console: bool) -> Router<HttpState> {
+    let api = Router::new()
+        .route("/v1/sql", post(sql))
+        .route("/v1/tables", get(tables))
+        .route("/v1/tail/{table}", get(tail));
+    if !console {
+        return api;
+    }
+    api.route(
+        "/",
+        get(|| async { page("text/html; charset=utf-8", INDEX_HTML) }),
+    )
+    .route(
+        "/console/app.js",
+        get(|| async { page("text/javascript; charset=utf-8", APP_JS) }),
+    )
+    .route(
+        "/console/app.css",
+        get(|| async { page("text/css; charset=utf-8", APP_CSS) }),
+    )
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn web(s: &HttpState) -> Result<&WebApi, tonic::Status> {
+    s.web.as_ref().ok_or_else(|| {
+        tonic::Status::not_found(format!(
+            "the {} role answers no queries; use the HTTP port of `strata serve` or a gateway",
+            s.role
+        ))
+    })
+}
+
+// --- POST /v1/sql ---
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+    #[serde(default)]
+    max_rows: Option<usize>,
+}
+
+async fn sql(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let parsed = if is_json {
+        serde_json::from_slice::<SqlBody>(&body).map_err(|e| {
+            tonic::Status::invalid_argument(format!(
+                "the body is not {{\"sql\": \"…\", \"max_rows\": N}}: {e}"
+            ))
+        })
+    } else {
+        String::from_utf8(body.to_vec())
+            .map(|sql| SqlBody {
+                sql,
+                max_rows: None,
+            })
+            .map_err(|_| tonic::Status::invalid_argument("the SQL text is not UTF-8"))
+    };
+    let request = match parsed {
+        Ok(r) if r.sql.trim().is_empty() => {
+            return status_response(&tonic::Status::invalid_argument("no SQL statement given"));
+        }
+        Ok(r) => r,
+        Err(e) => return status_response(&e),
+    };
+    let web = match web(&s) {
+        Ok(w) => w.clone(),
+        Err(e) => return status_response(&e),
+    };
+    let max_rows = request
+        .max_rows
+        .unwrap_or(DEFAULT_MAX_ROWS)
+        .clamp(1, MAX_ROWS);
+    let metadata = MetadataMap::from_headers(headers);
+    let started = Instant::now();
+    let mut answer = Box::pin(async move {
+        let r = web
+            .sql(&metadata, &request.sql, max_rows, MAX_ANSWER_BYTES)
+            .await;
+        r.and_then(|a| {
+            answer_json(&a, started.elapsed()).map_err(|e| tonic::Status::internal(e.to_string()))
+        })
+    });
+    match tokio::time::timeout(SQL_WAIT, &mut answer).await {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Err(e)) => status_response(&e),
+        // A long statement: answer 200 now and send the result (or the error) when it comes;
+        // the spaces keep the connection busy. Dropping the body cancels the query.
+        Err(_) => {
+            let every = heartbeat(&s);
+            let body = futures::stream::unfold(Some(answer), move |state| async move {
+                let mut answer = state?;
+                tokio::select! {
+                    r = &mut answer => {
+                        let v = r.unwrap_or_else(|e| error_json(&e));
+                        Some((Ok::<_, Infallible>(Bytes::from(v.to_string())), None))
+                    }
+                    _ = tokio::time::sleep(every) => {
+                        Some((Ok(Bytes::from_static(b" ")), Some(answer)))
+                    }
+                }
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn answer_json(
+    a: &strata_gateway::SqlAnswer,
+    elapsed: Duration,
+) -> Result<Value, arrow::error::ArrowError> {
+    let columns: Vec<Value> = a
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    let mut rows = Vec::with_capacity(a.num_rows());
+    for batch in &a.batches {
+        let cells = Cells::new(batch)?;
+        for r in 0..batch.num_rows() {
+            rows.push(Value::Array(
+                (0..batch.num_columns())
+                    .map(|c| cells.value(c, r))
+                    .collect(),
+            ));
+        }
+    }
+    Ok(json!({
+        "columns": columns,
+        "row_count": rows.len(),
+        "rows": rows,
+        "truncated": a.truncated,
+        "elapsed_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        "cost": a.cost,
+    }))
+}
+
+/// JSON values of a batch's cells: numbers and booleans as themselves (64-bit integers past
+/// 2^53 as strings, so JavaScript loses no digit), NULL as null, the rest (times as
+/// RFC 3339, binary as hex, nested values) as display strings.
+struct Cells<'a> {
+    columns: &'a [ArrayRef],
+    text: Vec<ArrayFormatter<'a>>,
+}
+
+const OPTIONS: FormatOptions<'static> = FormatOptions::new().with_display_error(true);
+
+impl<'a> Cells<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self, arrow::error::ArrowError> {
+        let text = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &OPTIONS))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            columns: batch.columns(),
+            text,
+        })
+    }
+
+    fn value(&self, col: usize, row: usize) -> Value {
+        const SAFE: u64 = 1 << 53;
+        let a = &self.columns[col];
+        if a.is_null(row) {
+            return Value::Null;
+        }
+        let number = |f: f64| {
+            serde_json::Number::from_f64(f)
+                .map_or_else(|| Value::String(f.to_string()), Value::Number)
+        };
+        match a.data_type() {
+            DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => self.text[col]
+                .value(row)
+                .to_string()
+                .parse()
+                .map_or(Value::Null, Value::Number),
+            DataType::Int64 => {
+                let v = a.as_primitive::<Int64Type>().value(row);
+                if v.unsigned_abs() <= SAFE {
+                    Value::from(v)
+                } else {
+                    Value::String(v.to_string())
+                }
+            }
+            DataType::UInt64 => {
+                let v = a.as_primitive::<UInt64Type>().value(row);
+                if v <= SAFE {
+                    Value::from(v)
+                } else {
+                    Value::String(v.to_string())
+                }
+            }
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                match self.text[col].value(row).to_string().parse::<f64>() {
+                    Ok(f) => number(f),
+                    Err(_) => Value::String(self.text[col].value(row).to_string()),
+                }
+            }
+            _ => Value::String(self.text[col].value(row).to_string()),
+        }
+    }
+
+    /// Row `row` as an object by column name, leaving out `skip`.
+    fn object(&self, batch: &RecordBatch, row: usize, skip: Option<usize>) -> Value {
+        let mut m = Map::new();
+        for (c, f) in batch.schema().fields().iter().enumerate() {
+            if Some(c) != skip {
+                m.insert(f.name().clone(), self.value(c, row));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+// --- GET /v1/tables ---
+
+async fn tables(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    match tables_inner(&s, headers).await {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => status_response(&e),
+    }
+}
+
+async fn tables_inner(s: &HttpState, headers: HeaderMap) -> Result<Value, tonic::Status> {
+    let caller = web(s)?.admit(
+        &MetadataMap::from_headers(headers),
+        Scope::Read,
+        "listing tables",
+    )?;
+    let tenants = s
+        .tenants
+        .as_ref()
+        .ok_or_else(|| tonic::Status::failed_precondition("this node has no catalog"))?;
+    let catalog = tenants
+        .catalog(caller.tenant.as_deref())
+        .await
+        .map_err(strata_gateway::to_status)?;
+    let names = catalog
+        .list_tables()
+        .await
+        .map_err(|e| strata_gateway::to_status(crate::errors::from_storage(&e)))?;
+    let mut out = Vec::new();
+    for name in names {
+        let Ok(m) = catalog.load(&name).await else {
+            continue; // dropped between the listing and the load
+        };
+        let columns: Vec<Value> = m
+            .table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+            .collect();
+        out.push(json!({
+            "name": name,
+            "time_column": m.table.time_column,
+            "shard_key": m.table.shard_key,
+            "shards": m.table.num_shards,
+            "rows": m.total_rows(),
+            "segments": m.segments.len(),
+            "bytes": m.total_bytes(),
+            "columns": columns,
+        }));
+    }
+    Ok(json!({ "tables": out }))
+}
+
+// --- GET /v1/tail/{table} ---
+
+async fn tail(
+    State(s): State<HttpState>,
+    Path(table): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match tail_inner(&s, &table, &q, headers).await {
+        Ok(r) => r,
+        Err(e) => status_response(&e),
+    }
+}
+
+async fn tail_inner(
+    s: &HttpState,
+    table: &str,
+    q: &HashMap<String, String>,
+    headers: HeaderMap,
+) -> Result<Response, tonic::Status> {
+    let invalid = tonic::Status::invalid_argument;
+    let shard: u32 = match q.get("shard") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid(format!("shard `{v}` is not a shard number")))?,
+    };
+    let web = web(s)?;
+    let caller = web.admit(
+        &MetadataMap::from_headers(headers),
+        Scope::Read,
+        "tailing a log",
+    )?;
+    let tenants = s
+        .tenants
+        .as_ref()
+        .ok_or_else(|| tonic::Status::failed_precondition("this node has no catalog"))?;
+    let catalog = tenants
+        .catalog(caller.tenant.as_deref())
+        .await
+        .map_err(strata_gateway::to_status)?;
+    let storage_err =
+        |e: strata_storage::Error| strata_gateway::to_status(crate::errors::from_storage(&e));
+    let from = match q.get("from_offset").map(String::as_str) {
+        None | Some("end") => strata_ingest::log::end_offset(&catalog, table, shard)
+            .await
+            .map_err(|e| strata_gateway::to_status(crate::errors::from_ingest(e)))?,
+        Some(v) => {
+            // Fail fast on an unknown table or shard, as `end` does.
+            catalog
+                .load(table)
+                .await
+                .map_err(storage_err)?
+                .shard(shard)
+                .map_err(storage_err)?;
+            v.parse()
+                .map_err(|_| invalid(format!("from_offset `{v}` is not an offset or `end`")))?
+        }
+    };
+    let stream = web.tail(&caller, table, shard, from).await?;
+    let first = json!({"shard": shard, "from_offset": from}).to_string() + "\n";
+    let every = heartbeat(s);
+    let lines = futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(batch)) => {
+                    let text = tail_lines(shard, &batch).unwrap_or_else(|e| {
+                        error_json(&tonic::Status::internal(e.to_string())).to_string() + "\n"
+                    });
+                    Some((Ok::<_, Infallible>(Bytes::from(text)), Some(stream)))
+                }
+                Some(Err(e)) => {
+                    let v = error_json(&strata_gateway::to_status(e));
+                    Some((Ok(Bytes::from(v.to_string() + "\n")), None))
+                }
+                None => None,
+            },
+            _ = tokio::time::sleep(every) => {
+                Some((Ok(Bytes::from_static(b"{\"heartbeat\":true}\n")), Some(stream)))
+            }
+        }
+    });
+    let body =
+        futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(first)) }).chain(lines);
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One line per record: `{"shard", "offset", "row": {…}}`.
+fn tail_lines(shard: u32, batch: &RecordBatch) -> Result<String, arrow::error::ArrowError> {
+    let offset_col = batch.schema().index_of(strata_storage::OFFSET_COLUMN).ok();
+    let cells = Cells::new(batch)?;
+    let mut out = String::new();
+    for r in 0..batch.num_rows() {
+        let offset = offset_col.map_or(Value::Null, |c| cells.value(c, r));
+        let line =
+            json!({"shard": shard, "offset": offset, "row": cells.object(batch, r, offset_col)});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+// --- errors ---
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (code, axum::Json(v)).into_response()
+}
+
+/// `{"error": message, "code": "INVALID_ARGUMENT"}`.
+fn error_json(e: &tonic::Status) -> Value {
+    json!({"error": e.message(), "code": code_name(e.code())})
+}
+
+/// A gRPC status as an HTTP answer, with `Retry-After` when a retry may succeed.
+pub(crate) fn status_response(e: &tonic::Status) -> Response {
+    let mut resp = json_response(crate::http::http_code(e), &error_json(e));
+    crate::http::set_retry_after(&mut resp, e);
+    resp
+}
+
+/// The gRPC code as its canonical name (`INVALID_ARGUMENT`).
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+
+    #[test]
+    fn cells_keep_numbers_and_javascript_safe_integers() {
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "i",
+                std::sync::Arc::new(Int64Array::from(vec![Some(1), Some(i64::MAX), None]))
+                    as ArrayRef,
+            ),
+            (
+                "f",
+                std::sync::Arc::new(Float64Array::from(vec![1.5, f64::NAN, 0.0])) as ArrayRef,
+            ),
+            (
+                "b",
+                std::sync::Arc::new(BooleanArray::from(vec![true, false, true])) as ArrayRef,
+            ),
+            (
+                "s",
+                std::sync::Arc::new(StringArray::from(vec!["a\"b", "", "c"])) as ArrayRef,
+            ),
+            (
+                "t",
+                std::sync::Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, 1_500_000, 0]).with_timezone("UTC"),
+                ) as ArrayRef,
+            ),
+        ])
+        .expect("batch");
+        let cells = Cells::new(&batch).expect("formatters");
+        assert_eq!(cells.value(0, 0), json!(1));
+        assert_eq!(cells.value(0, 1), json!(i64::MAX.to_string()));
+        assert_eq!(cells.value(0, 2), Value::Null);
+        assert_eq!(cells.value(1, 0), json!(1.5));
+        assert_eq!(cells.value(1, 1), json!("NaN"));
+        assert_eq!(cells.value(2, 1), json!(false));
+        assert_eq!(cells.value(3, 0), json!("a\"b"));
+        assert_eq!(cells.value(4, 1), json!("1970-01-01T00:00:01.500Z"));
+        assert_eq!(
+            cells.object(&batch, 0, Some(0)),
+            json!({"f": 1.5, "b": true, "s": "a\"b", "t": "1970-01-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn code_names_are_canonical() {
+        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+    }
+}
