@@ -660,6 +660,9 @@ impl ObjectStore for CachedStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if let Some(sink) = &self.sink {
+            sink.bucket_list();
+        }
         self.inner.list_with_offset(prefix, offset)
     }
 

@@ -9,6 +9,10 @@
 //! [`CostReport`] is the finished, serializable form: the Flight response's final metadata,
 //! `system.queries`, and the CLI's `\timing` line show it.
 
+mod metered;
+
+pub use metered::{MeteredStore, metering};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,6 +41,7 @@ pub struct QueryCost {
     segments_total: AtomicU64,
     segments_pruned: AtomicU64,
     wal_entries_read: AtomicU64,
+    wal_cache_hits: AtomicU64,
     queued_us: AtomicU64,
     planning_us: AtomicU64,
     execution_us: AtomicU64,
@@ -99,6 +104,11 @@ impl QueryCost {
         add(&self.wal_entries_read, wal_entries as u64);
     }
 
+    /// `n` unflushed WAL entries were decoded from the node's cache (no GET).
+    pub(crate) fn wal_cached(&self, n: usize) {
+        add(&self.wal_cache_hits, n as u64);
+    }
+
     pub(crate) fn queued(&self, d: Duration) {
         add(&self.queued_us, us(d));
     }
@@ -139,6 +149,7 @@ impl QueryCost {
             row_groups_total: plan.row_groups_total,
             row_groups_pruned: plan.row_groups_pruned.min(plan.row_groups_total),
             wal_entries_read: get(&self.wal_entries_read),
+            wal_cache_hits: get(&self.wal_cache_hits),
             rows_scanned: plan.rows_scanned,
             bytes_scanned: plan.bytes_scanned,
             queued_ms: ms(&self.queued_us),
@@ -149,6 +160,47 @@ impl QueryCost {
 }
 
 /// Sums the Parquet scan metrics of every data source in `plan`.
+/// `EXPLAIN ANALYZE`'s answer with one more row: `Query cost`, the [`CostReport::summary`]
+/// of the query as it stands when the analysed plan has run (bucket requests, cache tiers,
+/// pruning, rows scanned, time).
+pub(crate) fn with_cost_row(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    cost: Arc<QueryCost>,
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::execution::SendableRecordBatchStream {
+    use futures::StreamExt;
+    let schema = stream.schema();
+    let started = std::time::Instant::now();
+    let rows = stream.map(move |batch| {
+        let batch = batch?;
+        cost.read_plan(&plan);
+        let mut report = cost.report();
+        report.execution_ms = started.elapsed().as_secs_f64() * 1e3;
+        append_row(&batch, &["Query cost", &report.summary()])
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+}
+
+/// `batch` (all string columns) with one more row of `values`.
+fn append_row(
+    batch: &arrow::array::RecordBatch,
+    values: &[&str],
+) -> datafusion::error::Result<arrow::array::RecordBatch> {
+    let schema = batch.schema();
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let extra: arrow::array::ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            values.get(i).copied().unwrap_or(""),
+        ]));
+        let extra = arrow::compute::cast(&extra, field.data_type())?;
+        columns.push(arrow::compute::concat(&[
+            batch.column(i).as_ref(),
+            extra.as_ref(),
+        ])?);
+    }
+    Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
+}
+
 fn collect(plan: &Arc<dyn ExecutionPlan>, f: &mut PlanFigures) {
     if plan.name() == "DataSourceExec"
         && let Some(metrics) = plan.metrics()
@@ -220,8 +272,11 @@ pub struct CostReport {
     /// filters, dynamic filters, limits).
     pub row_groups_total: u64,
     pub row_groups_pruned: u64,
-    /// Unflushed WAL entries read.
+    /// Unflushed WAL batches read.
     pub wal_entries_read: u64,
+    /// WAL entries decoded from the node's WAL cache (no GET).
+    #[serde(default)]
+    pub wal_cache_hits: u64,
     /// Rows decoded from segments, and the Parquet bytes read for them.
     pub rows_scanned: u64,
     pub bytes_scanned: u64,
@@ -232,6 +287,70 @@ pub struct CostReport {
 }
 
 /// How a query ended.
+impl CostReport {
+    /// One line for people: `bucket: 3 GET 1.2 MB, 1 LIST, 0 HEAD · cache: … · pruned: … ·
+    /// scanned: … · time: …` (the CLI's `\timing` line, `EXPLAIN ANALYZE`'s last row).
+    pub fn summary(&self) -> String {
+        let mut parts = vec![
+            format!(
+                "bucket: {} GET {}, {} LIST, {} HEAD",
+                self.get_requests,
+                human_bytes(self.get_bytes),
+                self.list_requests,
+                self.head_requests
+            ),
+            format!(
+                "cache: memory {} ({} hits), SSD {} ({} hits)",
+                human_bytes(self.memory_bytes),
+                self.memory_hits,
+                human_bytes(self.disk_bytes),
+                self.disk_hits
+            ),
+            format!(
+                "pruned: {} of {} segments, {} of {} row groups",
+                self.segments_pruned,
+                self.segments_total,
+                self.row_groups_pruned,
+                self.row_groups_total
+            ),
+            format!(
+                "scanned: {} row{} ({})",
+                self.rows_scanned,
+                if self.rows_scanned == 1 { "" } else { "s" },
+                human_bytes(self.bytes_scanned)
+            ),
+            format!(
+                "time: queued {:.1} ms, planning {:.1} ms, executing {:.1} ms",
+                self.queued_ms, self.planning_ms, self.execution_ms
+            ),
+        ];
+        if self.wal_entries_read > 0 || self.wal_cache_hits > 0 {
+            parts.insert(
+                3,
+                format!(
+                    "WAL entries: {} read ({} decoded from the cache)",
+                    self.wal_entries_read, self.wal_cache_hits
+                ),
+            );
+        }
+        parts.join(" · ")
+    }
+}
+
+/// `512 B`, `1.5 KB`, `12.3 MB`, `1.2 GB` (powers of 1000).
+pub fn human_bytes(n: u64) -> String {
+    let f = n as f64;
+    if f < 1e3 {
+        format!("{n} B")
+    } else if f < 1e6 {
+        format!("{:.1} KB", f / 1e3)
+    } else if f < 1e9 {
+        format!("{:.1} MB", f / 1e6)
+    } else {
+        format!("{:.1} GB", f / 1e9)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryStatus {
@@ -360,7 +479,7 @@ pub(crate) fn queries_batch(
         )),
         u(&|r| r.result_rows),
     ];
-    let counters: [Column<u64>; 15] = [
+    let counters: [Column<u64>; 16] = [
         ("get_requests", |c| c.get_requests),
         ("get_bytes", |c| c.get_bytes),
         ("list_requests", |c| c.list_requests),
@@ -374,6 +493,7 @@ pub(crate) fn queries_batch(
         ("row_groups_total", |c| c.row_groups_total),
         ("row_groups_pruned", |c| c.row_groups_pruned),
         ("wal_entries_read", |c| c.wal_entries_read),
+        ("wal_cache_hits", |c| c.wal_cache_hits),
         ("rows_scanned", |c| c.rows_scanned),
         ("bytes_scanned", |c| c.bytes_scanned),
     ];

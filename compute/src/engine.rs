@@ -474,9 +474,13 @@ impl QueryEngine {
                 result_rows,
                 cost: cost.report(),
             };
+            // Manifest and listing requests of the planning count into this query.
             let started = tokio::time::timeout_at(
                 deadline,
-                this.start(&sql, params.as_deref(), Arc::clone(&cost)),
+                crate::cost::metering(
+                    Arc::clone(&cost),
+                    this.start(&sql, params.as_deref(), Arc::clone(&cost)),
+                ),
             )
             .await;
             let (stream, physical) = match started {
@@ -606,8 +610,15 @@ impl QueryEngine {
             match physical {
                 Ok(physical) => {
                     let task = self.task_context(&state);
-                    let stream =
+                    let mut stream =
                         datafusion::physical_plan::execute_stream(Arc::clone(&physical), task)?;
+                    if matches!(plan, LogicalPlan::Analyze(_)) {
+                        stream = crate::cost::with_cost_row(
+                            stream,
+                            Arc::clone(&cost),
+                            Arc::clone(&physical),
+                        );
+                    }
                     return Ok((stream, physical));
                 }
                 Err(e) => {

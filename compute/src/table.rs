@@ -365,10 +365,15 @@ impl TableProvider for StrataTable {
         if wal.pruned > 0 {
             self.env.paths.hit(crate::paths::Path::WalPruned);
         }
-        let wal = wal.batches;
         if let Some(cost) = state.config().get_extension::<crate::cost::QueryCost>() {
-            cost.scanned(self.manifest.segments.len(), segments.len(), wal.len());
+            cost.scanned(
+                self.manifest.segments.len(),
+                segments.len(),
+                wal.batches.len(),
+            );
+            cost.wal_cached(wal.cached);
         }
+        let wal = wal.batches;
         if !wal.is_empty() {
             self.env.paths.hit(crate::paths::Path::WalTail);
         }

@@ -149,6 +149,8 @@ pub(crate) struct Unflushed {
     pub(crate) batches: Vec<(u32, RecordBatch)>,
     /// Batches skipped because their statistics rule out every row.
     pub(crate) pruned: usize,
+    /// WAL entries decoded from the node's cache rather than fetched.
+    pub(crate) cached: usize,
 }
 
 /// Read the unflushed rows of `shards` whose batch statistics `keep` accepts, conformed to
@@ -172,11 +174,11 @@ pub(crate) async fn read_unflushed(
         .iter()
         .flat_map(|(shard, l)| l.iter().map(move |(_, meta)| (*shard, meta.clone())))
         .collect();
-    let fetched: Vec<(u32, Arc<Vec<TailBatch>>)> = futures::stream::iter(entries)
+    let fetched: Vec<(u32, Arc<Vec<TailBatch>>, bool)> = futures::stream::iter(entries)
         .map(|(shard, meta)| async move {
             let key = decoded.key(&meta.location);
             if let Some(hit) = decoded.cache.get(&key) {
-                return Ok((shard, Arc::clone(hit.value())));
+                return Ok((shard, Arc::clone(hit.value()), true));
             }
             let get = store.get(&meta.location).await;
             let bytes = match get {
@@ -200,13 +202,14 @@ pub(crate) async fn read_unflushed(
                     .collect::<Result<Vec<_>>>()?,
             );
             decoded.cache.insert(key, Arc::clone(&batches));
-            Ok((shard, batches))
+            Ok((shard, batches, false))
         })
         .buffered(WAL_FETCH_CONCURRENCY)
         .try_collect()
         .await?;
     let mut out = Unflushed::default();
-    for (shard, batches) in fetched {
+    for (shard, batches, cached) in fetched {
+        out.cached += usize::from(cached);
         for b in batches.iter() {
             if keep(&b.stats) {
                 out.batches.push((shard, conform(&b.batch, target, shard)?));

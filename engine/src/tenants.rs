@@ -127,7 +127,9 @@ impl Tenants {
         });
         let query = match (&self.query_store, &self.query_shared) {
             (Some(qs), Some(shared)) => {
-                let qcat = Catalog::new(Self::scoped(qs, tenant));
+                // Manifest reads made while a query plans count into that query's cost.
+                let metered = strata_compute::cost::MeteredStore::new(Self::scoped(qs, tenant));
+                let qcat = Catalog::new(Arc::new(metered));
                 Some(Arc::new(
                     shared
                         .engine(qcat, tenant)

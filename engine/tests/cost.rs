@@ -56,6 +56,15 @@ async fn run(p: &Proc, token: &str, sql: &str) -> (usize, Option<serde_json::Val
     (rows, cost)
 }
 
+async fn sql_client_for(
+    p: &Proc,
+    token: &str,
+) -> arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel> {
+    let mut c = sql_client(&p.grpc).await;
+    c.set_header("authorization", format!("Bearer {token}"));
+    c
+}
+
 fn n(c: &serde_json::Value, k: &str) -> u64 {
     c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"))
 }
@@ -116,6 +125,86 @@ async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
         "segment bytes came from the bucket or the cache: {c}"
     );
     assert!(c["planning_ms"].as_f64().unwrap() > 0.0, "{c}");
+
+    // Once the engine's manifest copy is older than its TTL (100 ms), a query checks the
+    // bucket for a newer manifest and lists the WAL again: those requests are this query's
+    // too, even with every segment block in the cache.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, cost) = run(
+        &p,
+        "acme",
+        "SELECT count(*) FROM logs WHERE level = 'ERROR'",
+    )
+    .await;
+    let c = cost.unwrap();
+    assert!(
+        n(&c, "list_requests") >= 5,
+        "the WAL listing of each of the 4 shards and the manifest's check for a newer \
+         version are counted: {c}"
+    );
+
+    // EXPLAIN ANALYZE ends with the same figures.
+    let b = query(
+        &mut sql_client_for(&p, "acme").await,
+        "EXPLAIN ANALYZE SELECT count(*) FROM logs WHERE level = 'ERROR'",
+    )
+    .await
+    .unwrap();
+    let b = arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+    let b = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8)
+        .map(|plan| {
+            (
+                arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap(),
+                plan,
+            )
+        })
+        .unwrap();
+    let (kinds, plans) = (b.0.as_string::<i32>(), b.1.as_string::<i32>());
+    let last = arrow::array::Array::len(kinds) - 1;
+    assert_eq!(kinds.value(last), "Query cost");
+    assert!(
+        plans.value(last).contains("pruned: 0 of 2 segments")
+            && plans.value(last).contains("scanned: 2000 rows")
+            && plans.value(last).contains("bucket: "),
+        "{}",
+        plans.value(last)
+    );
+
+    // A prepared statement run once per parameter row reports the runs' cost together.
+    let mut c = sql_client_for(&p, "acme").await;
+    let mut stmt = c
+        .prepare(
+            "SELECT count(*) FROM logs WHERE level = $1".to_string(),
+            None,
+        )
+        .await
+        .unwrap();
+    let params = arrow::array::RecordBatch::try_from_iter([(
+        "$1",
+        std::sync::Arc::new(arrow::array::StringArray::from(vec!["ERROR", "INFO"])) as _,
+    )])
+    .unwrap();
+    stmt.set_parameters(params).unwrap();
+    let info = stmt.execute().await.unwrap();
+    let mut cost = None;
+    let mut rows = 0;
+    for ep in info.endpoint {
+        let mut decoder = c.do_get(ep.ticket.unwrap()).await.unwrap().into_inner();
+        while let Some(d) = decoder.next().await {
+            let d = d.unwrap();
+            if let DecodedPayload::RecordBatch(b) = &d.payload {
+                rows += b.num_rows();
+            }
+            if !d.inner.app_metadata.is_empty() {
+                let v: serde_json::Value = serde_json::from_slice(&d.inner.app_metadata).unwrap();
+                cost = v.get("strata_cost").cloned();
+            }
+        }
+    }
+    assert_eq!(rows, 2, "one answer per parameter row");
+    let c = cost.expect("a prepared statement reports its cost");
+    assert_eq!(n(&c, "rows_scanned"), 4000, "two runs over 2000 rows: {c}");
+    assert_eq!(n(&c, "segments_total"), 4, "{c}");
 
     // A time filter prunes the other day's segment before it is opened.
     let (_, cost) = run(

@@ -102,6 +102,36 @@ impl CostSink {
     pub fn get(&self) -> Option<serde_json::Value> {
         self.0.lock().clone()
     }
+
+    /// The costs of several runs of one statement (a prepared statement executed once per
+    /// parameter row) as one: numbers added key by key, other values from the first run
+    /// that has them; `None` when no run reported.
+    pub fn sum(sinks: &[CostSink]) -> Option<serde_json::Value> {
+        let mut total = serde_json::Map::new();
+        let mut any = false;
+        for cost in sinks.iter().filter_map(CostSink::get) {
+            let serde_json::Value::Object(fields) = cost else {
+                continue;
+            };
+            any = true;
+            for (k, v) in fields {
+                let merged = match (total.get(&k), &v) {
+                    (Some(a), b) if a.is_u64() && b.is_u64() => serde_json::Value::from(
+                        a.as_u64()
+                            .unwrap_or(0)
+                            .saturating_add(b.as_u64().unwrap_or(0)),
+                    ),
+                    (Some(a), b) if a.is_number() && b.is_number() => serde_json::Value::from(
+                        a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0),
+                    ),
+                    (Some(a), _) => a.clone(),
+                    (None, _) => v,
+                };
+                total.insert(k, merged);
+            }
+        }
+        any.then_some(serde_json::Value::Object(total))
+    }
 }
 
 /// How durable a write must be before it is acknowledged.

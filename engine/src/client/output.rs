@@ -167,63 +167,9 @@ pub(super) fn cost_line(c: &serde_json::Value) -> String {
     if let Some(how) = c.get("result_cache").and_then(|v| v.as_str()) {
         return format!("result cache: {how} (nothing read)");
     }
-    let n = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let ms = |k: &str| c.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-    if c.get("segments_total").is_none() {
-        return String::new();
-    }
-    let mut parts = vec![
-        format!(
-            "bucket: {} GET {}, {} LIST, {} HEAD",
-            n("get_requests"),
-            bytes(n("get_bytes")),
-            n("list_requests"),
-            n("head_requests")
-        ),
-        format!(
-            "cache: memory {} ({} hits), SSD {} ({} hits)",
-            bytes(n("memory_bytes")),
-            n("memory_hits"),
-            bytes(n("disk_bytes")),
-            n("disk_hits")
-        ),
-        format!(
-            "pruned: {} of {} segments, {} of {} row groups",
-            n("segments_pruned"),
-            n("segments_total"),
-            n("row_groups_pruned"),
-            n("row_groups_total")
-        ),
-        format!(
-            "scanned: {} ({})",
-            plural(n("rows_scanned"), "row"),
-            bytes(n("bytes_scanned"))
-        ),
-        format!(
-            "time: queued {:.1} ms, planning {:.1} ms, executing {:.1} ms",
-            ms("queued_ms"),
-            ms("planning_ms"),
-            ms("execution_ms")
-        ),
-    ];
-    if n("wal_entries_read") > 0 {
-        parts.insert(3, format!("WAL entries read: {}", n("wal_entries_read")));
-    }
-    parts.join(" · ")
-}
-
-/// `512 B`, `1.5 KB`, `12.3 MB`, `1.2 GB` (powers of 1000).
-pub(super) fn bytes(n: u64) -> String {
-    let f = n as f64;
-    if f < 1e3 {
-        format!("{n} B")
-    } else if f < 1e6 {
-        format!("{:.1} KB", f / 1e3)
-    } else if f < 1e9 {
-        format!("{:.1} MB", f / 1e6)
-    } else {
-        format!("{:.1} GB", f / 1e9)
-    }
+    serde_json::from_value::<strata_compute::cost::CostReport>(c.clone())
+        .map(|r| r.summary())
+        .unwrap_or_default()
 }
 
 /// `1 row`, `2 rows`.

@@ -206,8 +206,11 @@ impl StrataFlightService {
         let handle = Handle::decode(&cmd.prepared_statement_handle)?;
         let ctx = self.admit_sql(metadata, &handle.sql)?;
         let params = self.bound_params(&handle, &ctx);
-        let (schema, stream) = self.execute_rows(&ctx, handle.sql, params).await?;
-        Ok(encode_stream(Some(schema), stream))
+        let cost = CostSink::default();
+        let (schema, stream) = self
+            .execute_rows(&ctx, handle.sql, params, cost.clone())
+            .await?;
+        Ok(with_final_cost(encode_stream(Some(schema), stream), cost))
     }
 
     pub(super) async fn prepared_update(
@@ -266,34 +269,42 @@ impl StrataFlightService {
         }
     }
 
-    /// Runs `sql` once per parameter row, streaming the results one after the other.
+    /// Runs `sql` once per parameter row, streaming the results one after the other; when
+    /// the last run ends, `cost` holds what they cost together.
     async fn execute_rows(
         &self,
         ctx: &CallContext,
         sql: String,
         params: Option<RecordBatch>,
+        cost: CostSink,
     ) -> Result<(SchemaRef, BatchStream), Status> {
-        let mut rows = param_rows(params).into_iter();
-        let first = rows.next().flatten();
-        let (schema, head) = self
-            .query
-            .execute(self.query_request(ctx, sql.clone(), first))
-            .await
-            .map_err(to_status)?;
-        if rows.len() == 0 {
-            return Ok((schema, head));
-        }
+        let rows = param_rows(params);
+        let sinks: Vec<CostSink> = rows.iter().map(|_| CostSink::default()).collect();
+        let mut requests = rows.into_iter().zip(&sinks).map(|(p, sink)| {
+            let mut req = self.query_request(ctx, sql.clone(), p);
+            req.cost = Some(sink.clone());
+            req
+        });
+        let first = requests
+            .next()
+            .ok_or_else(|| Status::internal("no parameter rows"))?;
+        let rest: Vec<QueryRequest> = requests.collect();
+        let (schema, head) = self.query.execute(first).await.map_err(to_status)?;
         let query = Arc::clone(&self.query);
-        let requests: Vec<QueryRequest> = rows
-            .map(|p| self.query_request(ctx, sql.clone(), p))
-            .collect();
-        let tail = futures::stream::iter(requests)
+        let tail = futures::stream::iter(rest)
             .then(move |req| {
                 let query = Arc::clone(&query);
                 async move { query.execute(req).await.map(|(_, stream)| stream) }
             })
             .try_flatten();
-        Ok((schema, head.chain(tail).boxed()))
+        // After the last run: the runs' costs added up (nothing is yielded).
+        let total = futures::stream::once(async move {
+            if let Some(sum) = CostSink::sum(&sinks) {
+                cost.set(sum);
+            }
+        })
+        .filter_map(|()| futures::future::ready(None::<Result<RecordBatch, crate::BackendError>>));
+        Ok((schema, head.chain(tail).chain(total).boxed()))
     }
 }
 
