@@ -233,6 +233,22 @@ async fn writes_and_queries_through_the_gateway_with_standard_clients() {
     // 900 rows, from segments or the WAL tail: either way the node reported what it read.
     assert!(out.contains("cost_rows_scanned"), "{out}");
     assert!(!out.contains("cost_rows_scanned None"), "{out}");
+
+    // The gateway's status (and so the console's cluster view) names each shard's owner:
+    // shard s of a table is written by ingest node s mod 2.
+    let status = http_get(&format!("{}/v1/status", c.gateway.http)).await;
+    let body = status.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    let keyed = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "keyed")
+        .unwrap_or_else(|| panic!("{v}"));
+    let owners: Vec<String> = (0..4)
+        .map(|s| format!("127.0.0.1:{}", c.ingest[s % 2].grpc_port))
+        .collect();
+    assert_eq!(keyed["shard_owners"], serde_json::json!(owners), "{v}");
     let _ = (&c.url, &c.config, &c.ingest);
 }
 
