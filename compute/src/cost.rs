@@ -159,7 +159,6 @@ impl QueryCost {
     }
 }
 
-/// Sums the Parquet scan metrics of every data source in `plan`.
 /// `EXPLAIN ANALYZE`'s answer with one more row: `Query cost`, the [`CostReport::summary`]
 /// of the query as it stands when the analysed plan has run (bucket requests, cache tiers,
 /// pruning, rows scanned, time).
@@ -201,6 +200,7 @@ fn append_row(
     Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
 }
 
+/// Sums the Parquet scan metrics of every data source in `plan`.
 fn collect(plan: &Arc<dyn ExecutionPlan>, f: &mut PlanFigures) {
     if plan.name() == "DataSourceExec"
         && let Some(metrics) = plan.metrics()
@@ -286,7 +286,6 @@ pub struct CostReport {
     pub execution_ms: f64,
 }
 
-/// How a query ended.
 impl CostReport {
     /// One line for people: `bucket: 3 GET 1.2 MB, 1 LIST, 0 HEAD · cache: … · pruned: … ·
     /// scanned: … · time: …` (the CLI's `\timing` line, `EXPLAIN ANALYZE`'s last row).
@@ -351,6 +350,7 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// How a query ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryStatus {

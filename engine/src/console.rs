@@ -48,8 +48,16 @@ fn heartbeat(s: &HttpState) -> Duration {
 /// Rows a statement answers by default, and at most.
 const DEFAULT_MAX_ROWS: usize = 10_000;
 const MAX_ROWS: usize = 100_000;
-/// Arrow memory collected for one answer before it is cut.
-const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Arrow memory collected for one answer, and JSON written for it, before it is cut.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+const MAX_JSON_BYTES: usize = 32 << 20;
+/// Answers being collected at once on this process (each holds up to the two bounds above);
+/// more wait.
+const CONCURRENT_ANSWERS: usize = 8;
+/// Rows per read of a web tail (a line each; a tail from an old offset catches up in steps).
+const TAIL_BATCH_ROWS: usize = 1_000;
+
+static ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_ANSWERS);
 
 const INDEX_HTML: &str = include_str!("../console/index.html");
 const APP_JS: &str = include_str!("../console/app.js");
@@ -76,6 +84,57 @@ pub fn routes(console: bool) -> Router<HttpState> {
         "/console/app.css",
         get(|| async { page("text/css; charset=utf-8", APP_CSS) }),
     )
+}
+
+/// Refuses what a browser sends on behalf of another site: cross-site requests
+/// (`Sec-Fetch-Site: cross-site`, or an `Origin` that is not this host), and, when auth is
+/// off, requests for a host name that is not a loopback one (a DNS-rebinding page reaching a
+/// local server under its own name). Clients other than browsers send neither header.
+pub(crate) async fn browser_guard(
+    State(s): State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST);
+    let refuse = |why: String| status_response(&tonic::Status::permission_denied(why));
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return refuse("cross-site requests from a browser are refused".into());
+    }
+    if let (Some(origin), Some(host)) = (text(header::ORIGIN), host) {
+        let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+        if !authority.eq_ignore_ascii_case(host) {
+            return refuse(format!("a request from the page at {origin} is refused"));
+        }
+    }
+    if !s.auth.is_enabled()
+        && !s.allow_public_hosts
+        && let Some(host) = host
+        && !is_loopback_host(host)
+    {
+        return refuse(format!(
+            "host `{host}`: without auth this server answers loopback names only \
+             (localhost, 127.0.0.1, [::1])"
+        ));
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -150,15 +209,28 @@ async fn sql(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Res
     let metadata = MetadataMap::from_headers(headers);
     let started = Instant::now();
     let mut answer = Box::pin(async move {
+        let _slot = ANSWERS
+            .acquire()
+            .await
+            .map_err(|_| tonic::Status::unavailable("the server is shutting down"))?;
         let r = web
             .sql(&metadata, &request.sql, max_rows, MAX_ANSWER_BYTES)
             .await;
         r.and_then(|a| {
-            answer_json(&a, started.elapsed()).map_err(|e| tonic::Status::internal(e.to_string()))
+            answer_json(&a, started.elapsed(), MAX_JSON_BYTES)
+                .map_err(|e| tonic::Status::internal(e.to_string()))
         })
     });
-    match tokio::time::timeout(SQL_WAIT, &mut answer).await {
-        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+    // Past the wait (shorter when the port's idle timeout is short), answer 200 and keep
+    // the connection busy until the result comes.
+    let wait = SQL_WAIT.min(heartbeat(&s));
+    match tokio::time::timeout(wait, &mut answer).await {
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
         Ok(Err(e)) => status_response(&e),
         // A long statement: answer 200 now and send the result (or the error) when it comes;
         // the spaces keep the connection busy. Dropping the body cancels the query.
@@ -168,8 +240,8 @@ async fn sql(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Res
                 let mut answer = state?;
                 tokio::select! {
                     r = &mut answer => {
-                        let v = r.unwrap_or_else(|e| error_json(&e));
-                        Some((Ok::<_, Infallible>(Bytes::from(v.to_string())), None))
+                        let body = r.unwrap_or_else(|e| Bytes::from(error_json(&e).to_string()));
+                        Some((Ok::<_, Infallible>(body), None))
                     }
                     _ = tokio::time::sleep(every) => {
                         Some((Ok(Bytes::from_static(b" ")), Some(answer)))
@@ -186,35 +258,53 @@ async fn sql(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Res
     }
 }
 
+/// The answer as JSON bytes, rows written one by one and cut (`"truncated": true`) once
+/// they pass `max_bytes`.
 fn answer_json(
     a: &strata_gateway::SqlAnswer,
     elapsed: Duration,
-) -> Result<Value, arrow::error::ArrowError> {
+    max_bytes: usize,
+) -> Result<Bytes, arrow::error::ArrowError> {
     let columns: Vec<Value> = a
         .schema
         .fields()
         .iter()
         .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
-    let mut rows = Vec::with_capacity(a.num_rows());
-    for batch in &a.batches {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"columns\":");
+    out.extend_from_slice(Value::Array(columns).to_string().as_bytes());
+    out.extend_from_slice(b",\"rows\":[");
+    let (mut rows, mut truncated) = (0usize, a.truncated);
+    'batches: for batch in &a.batches {
         let cells = Cells::new(batch)?;
         for r in 0..batch.num_rows() {
-            rows.push(Value::Array(
+            if out.len() >= max_bytes {
+                truncated = true;
+                break 'batches;
+            }
+            if rows > 0 {
+                out.push(b',');
+            }
+            let row = Value::Array(
                 (0..batch.num_columns())
                     .map(|c| cells.value(c, r))
                     .collect(),
-            ));
+            );
+            out.extend_from_slice(row.to_string().as_bytes());
+            rows += 1;
         }
     }
-    Ok(json!({
-        "columns": columns,
-        "row_count": rows.len(),
-        "rows": rows,
-        "truncated": a.truncated,
+    let tail = json!({
+        "row_count": rows,
+        "truncated": truncated,
         "elapsed_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         "cost": a.cost,
-    }))
+    });
+    // `],` then the tail object's fields without its opening brace.
+    out.extend_from_slice(b"],");
+    out.extend_from_slice(&tail.to_string().as_bytes()[1..]);
+    Ok(Bytes::from(out))
 }
 
 /// JSON values of a batch's cells: numbers and booleans as themselves (64-bit integers past
@@ -412,7 +502,9 @@ async fn tail_inner(
                 .map_err(|_| invalid(format!("from_offset `{v}` is not an offset or `end`")))?
         }
     };
-    let stream = web.tail(&caller, table, shard, from).await?;
+    let stream = web
+        .tail(&caller, table, shard, from, TAIL_BATCH_ROWS)
+        .await?;
     let first = json!({"shard": shard, "from_offset": from}).to_string() + "\n";
     let every = heartbeat(s);
     let lines = futures::stream::unfold(Some(stream), move |state| async move {
@@ -554,6 +646,28 @@ mod tests {
             cells.object(&batch, 0, Some(0)),
             json!({"f": 1.5, "b": true, "s": "a\"b", "t": "1970-01-01T00:00:00Z"})
         );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.2:80",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct HttpState {
     pub console: bool,
     /// The ingest node that owns a shard (gateway role), for `/v1/status`.
     pub shard_owner: Option<ShardOwnerFn>,
+    /// `node.allow_insecure_public`: answer any host name even with auth off.
+    pub allow_public_hosts: bool,
 }
 
 /// A snapshot of the nodes a gateway talks to.
@@ -73,7 +75,8 @@ pub type ShardOwnerFn = Arc<dyn Fn(u32) -> String + Send + Sync>;
 
 pub fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
-    crate::console::routes(state.console)
+    // The console where SQL is answered; a node of another role has no page to show.
+    crate::console::routes(state.console && state.web.is_some())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -81,6 +84,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ingest/{table}", post(ingest_json))
         .route("/v1/logs", post(otlp_logs))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::browser_guard,
+        ))
         .with_state(state)
 }
 

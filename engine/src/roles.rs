@@ -237,6 +237,7 @@ fn http_state(
         web: None,
         console: s.node.console,
         shard_owner: None,
+        allow_public_hosts: s.node.allow_insecure_public,
         connections: crate::http::ConnectionLimits {
             max_connections: s.node.http_max_connections,
             idle_timeout: Duration::from_secs(s.node.http_idle_timeout_secs),
@@ -362,11 +363,14 @@ pub async fn gateway(mut s: Settings) -> Result<(), String> {
         Some(Arc::clone(&ingest)),
         Some(tenants),
     );
-    let owners = s.cluster.ingest_nodes.clone();
+    let router = Arc::clone(&remote_ingest);
     state.shard_owner = Some(Arc::new(move |shard| {
-        // The rule `RemoteIngestBackend::owner_of` routes by.
-        let n = owners.len().max(1);
-        owners.get(shard as usize % n).cloned().unwrap_or_default()
+        let owner = router.owner_of(shard);
+        router
+            .status()
+            .get(owner)
+            .map(|n| n.node.clone())
+            .unwrap_or_default()
     }));
     state.cluster = Some(Arc::new(move || {
         let st = ClusterStatus::collect(Some(&remote_query), Some(&remote_ingest));

@@ -390,6 +390,84 @@ async fn the_console_is_served_unless_turned_off() {
     drop(p);
 }
 
+/// One raw request with the given header lines; the status code.
+async fn raw_status(p: &Proc, request_head: &str) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let host = p.http.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(request_head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A browser cannot be made to run statements for another site: cross-site requests are
+/// refused, and without auth a name other than a loopback one (DNS rebinding) too.
+#[tokio::test]
+async fn requests_a_browser_sends_for_another_site_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::s3_url("console-guard");
+    let p = Proc::start(
+        &[
+            "serve",
+            "--object-store",
+            &store,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let body = "SELECT 1";
+    let post = |extra: &str, host: &str| {
+        format!(
+            "POST /v1/sql HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let here = p.http.trim_start_matches("http://").to_string();
+    assert_eq!(
+        raw_status(&p, &post("", &here)).await,
+        200,
+        "a plain client"
+    );
+    let localhost = here.replace("127.0.0.1", "localhost");
+    assert_eq!(raw_status(&p, &post("", &localhost)).await, 200);
+    assert_eq!(
+        raw_status(
+            &p,
+            &post(
+                &format!("Origin: http://{here}\r\nSec-Fetch-Site: same-origin\r\n"),
+                &here
+            )
+        )
+        .await,
+        200,
+        "the console's own page"
+    );
+    assert_eq!(
+        raw_status(&p, &post("Sec-Fetch-Site: cross-site\r\n", &here)).await,
+        403
+    );
+    assert_eq!(
+        raw_status(&p, &post("Origin: http://evil.example\r\n", &here)).await,
+        403
+    );
+    assert_eq!(
+        raw_status(&p, &post("", "evil.example:8080")).await,
+        403,
+        "DNS rebinding: a foreign name for a server without auth"
+    );
+    let ingest = format!(
+        "POST /v1/ingest/t HTTP/1.1\r\nHost: {here}\r\nSec-Fetch-Site: cross-site\r\n\
+         Content-Length: 8\r\nConnection: close\r\n\r\n{{\"a\":1}}\n"
+    );
+    assert_eq!(raw_status(&p, &ingest).await, 403, "writes too");
+}
+
 /// The console in Debian's headless Chromium, driven by Selenium: sign in, run a query and
 /// page through it, the histogram and its zoom, a tail that receives a row written during
 /// the test, the cluster view. Screenshots land in `target/console-screenshots/`.

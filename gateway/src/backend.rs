@@ -105,15 +105,22 @@ impl CostSink {
 
     /// The costs of several runs of one statement (a prepared statement executed once per
     /// parameter row) as one: numbers added key by key, other values from the first run
-    /// that has them; `None` when no run reported.
+    /// that has them, runs the result cache answered counted in `result_cache_runs`; `None`
+    /// when no run reported.
     pub fn sum(sinks: &[CostSink]) -> Option<serde_json::Value> {
         let mut total = serde_json::Map::new();
         let mut any = false;
+        let mut cached = 0u64;
         for cost in sinks.iter().filter_map(CostSink::get) {
             let serde_json::Value::Object(fields) = cost else {
                 continue;
             };
             any = true;
+            // A run the result cache answered read nothing: counted, not merged.
+            if fields.contains_key("result_cache") {
+                cached += 1;
+                continue;
+            }
             for (k, v) in fields {
                 let merged = match (total.get(&k), &v) {
                     (Some(a), b) if a.is_u64() && b.is_u64() => serde_json::Value::from(
@@ -129,6 +136,9 @@ impl CostSink {
                 };
                 total.insert(k, merged);
             }
+        }
+        if cached > 0 {
+            total.insert("result_cache_runs".into(), cached.into());
         }
         any.then_some(serde_json::Value::Object(total))
     }

@@ -32,8 +32,8 @@ pub async fn read_log(
     }
 }
 
-/// The offset the next record of `shard` will get: past the newest acknowledged record,
-/// flushed or still in the WAL (a tail that starts here sees only new records).
+/// The offset the next record of `shard` will get: past the newest durably acknowledged
+/// record, flushed or still in the WAL (a tail that starts here sees only new records).
 pub async fn end_offset(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
     // A flush may delete the WAL entry we read between the LIST and the GET: retry once.
     match end_offset_once(catalog, table, shard).await {
@@ -45,19 +45,29 @@ pub async fn end_offset(catalog: &Catalog, table: &str, shard: u32) -> Result<u6
 }
 
 async fn end_offset_once(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
-    let m = catalog.load(table).await?;
-    let st = m.shard(shard)?.clone();
+    let mut m = catalog.load(table).await?;
     let store = Arc::clone(catalog.store());
-    let entries = wal::list(store.as_ref(), table, shard, st.flushed_wal_seq).await?;
-    // The newest entry holding rows ends the log; older ones end before it.
-    for (_, meta) in entries.iter().rev() {
-        let bytes = store.get(&meta.location).await?.bytes().await?;
-        let h = wal::decode(&bytes)?.header;
-        if h.rows > 0 {
-            return Ok(st.flushed_offset.max(h.first_offset + h.rows));
+    for _ in 0..3 {
+        let st = m.shard(shard)?.clone();
+        let name = m.table.name.as_str();
+        let entries = wal::list(store.as_ref(), name, shard, st.flushed_wal_seq).await?;
+        // The newest entry holding rows ends the log; older ones end before it.
+        for (_, meta) in entries.iter().rev() {
+            let bytes = store.get(&meta.location).await?.bytes().await?;
+            let h = wal::decode(&bytes)?.header;
+            if h.rows > 0 {
+                return Ok(st.flushed_offset.max(h.first_offset + h.rows));
+            }
         }
+        // Nothing listed: either nothing since the flush, or a flush that committed after
+        // our manifest read removed the entries; a newer manifest tells.
+        let newest = catalog.load(name).await?;
+        if newest.version == m.version {
+            return Ok(st.flushed_offset);
+        }
+        m = newest;
     }
-    Ok(st.flushed_offset)
+    Ok(m.shard(shard)?.flushed_offset)
 }
 
 async fn read_once(

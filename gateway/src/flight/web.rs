@@ -118,15 +118,16 @@ impl WebApi {
     }
 
     /// Follows `shard` of `table` from `from_offset` for a caller [`Self::admit`] let in
-    /// with the read scope; the stream holds one of the tenant's log-tail slots
-    /// (`gateway.flight.max_log_tails_per_tenant`) until it is dropped. Each batch has a
-    /// leading `_offset` column.
+    /// with the read scope, at most `batch_rows` records per batch; the stream holds one of
+    /// the tenant's log-tail slots (`gateway.flight.max_log_tails_per_tenant`) until it is
+    /// dropped. Each batch has a leading `_offset` column.
     pub async fn tail(
         &self,
         caller: &Caller,
         table: &str,
         shard: u32,
         from_offset: u64,
+        batch_rows: usize,
     ) -> Result<BatchStream, Status> {
         let permit = self.service.tail_permit(caller.tenant.as_ref())?;
         let stream = self
@@ -137,7 +138,7 @@ impl WebApi {
                 table: table.to_string(),
                 shard,
                 from_offset,
-                max_rows: self.service.config.log_default_max_rows,
+                max_rows: batch_rows.clamp(1, self.service.config.log_default_max_rows),
                 follow: true,
             })
             .await
