@@ -75,19 +75,22 @@ pub type ShardOwnerFn = Arc<dyn Fn(u32) -> String + Send + Sync>;
 
 pub fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
+    // Data and the console behind the browser guard; health and metrics for any prober.
     // The console where SQL is answered; a node of another role has no page to show.
-    crate::console::routes(state.console && state.web.is_some())
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let guarded = crate::console::routes(state.console && state.web.is_some())
         .route("/v1/status", get(status))
         .route("/v1/ingest/{table}", post(ingest_json))
         .route("/v1/logs", post(otlp_logs))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::console::browser_guard,
-        ))
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 

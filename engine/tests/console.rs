@@ -466,6 +466,12 @@ async fn requests_a_browser_sends_for_another_site_are_refused() {
          Content-Length: 8\r\nConnection: close\r\n\r\n{{\"a\":1}}\n"
     );
     assert_eq!(raw_status(&p, &ingest).await, 403, "writes too");
+    // Health and metrics answer any prober (a kubelet sends the pod's address as Host).
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let get =
+            format!("GET {path} HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n");
+        assert_eq!(raw_status(&p, &get).await, 200, "{path}");
+    }
 }
 
 /// The console in Debian's headless Chromium, driven by Selenium: sign in, run a query and
