@@ -5,7 +5,7 @@
 //! Only objects that never change once written: Parquet segments (`.parquet`) and WAL
 //! entries (`.arrow`). Everything else (manifests, hints, listings) passes straight through.
 //!
-//! Objects are cached in **aligned blocks** of [`CacheOptions::block_bytes`] (1 MiB by
+//! Objects are cached in **aligned blocks** of [`CacheOptions::block_bytes`] (256 KiB by
 //! default), keyed `b/<block size>/<block index>/<path>`. Alignment lets readers of nearby
 //! ranges (a footer read, then the page index, then column chunks) share entries, and the
 //! key names the block size so a node restarted with another size never misreads the SSD

@@ -399,12 +399,13 @@ async fn tables(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn tables_inner(s: &HttpState, headers: HeaderMap) -> Result<Value, tonic::Status> {
-    let caller = web(s)?.admit(
-        &MetadataMap::from_headers(headers),
-        Scope::Read,
-        "listing tables",
-    )?;
+/// A caller with the read scope (counted against its quota), and its tenant's catalog.
+async fn admit_reader(
+    s: &HttpState,
+    headers: HeaderMap,
+    what: &str,
+) -> Result<(strata_gateway::Caller, strata_storage::Catalog), tonic::Status> {
+    let caller = web(s)?.admit(&MetadataMap::from_headers(headers), Scope::Read, what)?;
     let tenants = s
         .tenants
         .as_ref()
@@ -413,6 +414,11 @@ async fn tables_inner(s: &HttpState, headers: HeaderMap) -> Result<Value, tonic:
         .catalog(caller.tenant.as_deref())
         .await
         .map_err(strata_gateway::to_status)?;
+    Ok((caller, catalog))
+}
+
+async fn tables_inner(s: &HttpState, headers: HeaderMap) -> Result<Value, tonic::Status> {
+    let (_, catalog) = admit_reader(s, headers, "listing tables").await?;
     let names = catalog
         .list_tables()
         .await
@@ -471,19 +477,7 @@ async fn tail_inner(
             .map_err(|_| invalid(format!("shard `{v}` is not a shard number")))?,
     };
     let web = web(s)?;
-    let caller = web.admit(
-        &MetadataMap::from_headers(headers),
-        Scope::Read,
-        "tailing a log",
-    )?;
-    let tenants = s
-        .tenants
-        .as_ref()
-        .ok_or_else(|| tonic::Status::failed_precondition("this node has no catalog"))?;
-    let catalog = tenants
-        .catalog(caller.tenant.as_deref())
-        .await
-        .map_err(strata_gateway::to_status)?;
+    let (caller, catalog) = admit_reader(s, headers, "tailing a log").await?;
     let storage_err =
         |e: strata_storage::Error| strata_gateway::to_status(crate::errors::from_storage(&e));
     let from = match q.get("from_offset").map(String::as_str) {

@@ -128,6 +128,8 @@ pub struct QuerySettings {
     pub cache_disk_bytes: Option<usize>,
     /// SSD tier folder. Default: `<data_dir>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Size of the aligned blocks the cache fetches and keeps, in bytes. Default: 256 KiB.
+    pub cache_block_bytes: Option<usize>,
     /// Parallelism per query. Default: 2.
     pub target_partitions: Option<usize>,
     /// Decoded unflushed WAL entries kept in memory for queries, in bytes. Default: 256 MiB.
@@ -284,6 +286,7 @@ impl Settings {
             cache_memory_bytes: q.cache_memory_bytes.unwrap_or(d.cache_memory_bytes),
             cache_disk_bytes: q.cache_disk_bytes.unwrap_or(d.cache_disk_bytes),
             cache_dir: Some(self.cache_dir()),
+            cache_block_bytes: q.cache_block_bytes.unwrap_or(d.cache_block_bytes),
             target_partitions: q.target_partitions.unwrap_or(d.target_partitions),
             wal_cache_bytes: q.wal_cache_bytes.unwrap_or(d.wal_cache_bytes),
             node_memory_bytes: q.node_memory_bytes.unwrap_or(d.node_memory_bytes),
@@ -321,6 +324,7 @@ impl Settings {
             cache_memory_bytes: Some(q.cache_memory_bytes),
             cache_disk_bytes: Some(q.cache_disk_bytes),
             cache_dir: Some(self.cache_dir()),
+            cache_block_bytes: Some(q.cache_block_bytes),
             target_partitions: Some(q.target_partitions),
             wal_cache_bytes: Some(q.wal_cache_bytes),
             node_memory_bytes: Some(q.node_memory_bytes),

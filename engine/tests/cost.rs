@@ -38,6 +38,14 @@ async fn run(p: &Proc, token: &str, sql: &str) -> (usize, Option<serde_json::Val
     let mut c = sql_client(&p.grpc).await;
     c.set_header("authorization", format!("Bearer {token}"));
     let info = c.execute(sql.to_string(), None).await.unwrap();
+    fetch_with_cost(&mut c, info).await
+}
+
+/// The rows of every endpoint of `info`, and the cost in the last message's metadata.
+async fn fetch_with_cost(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    info: arrow_flight::FlightInfo,
+) -> (usize, Option<serde_json::Value>) {
     let mut rows = 0;
     let mut cost = None;
     for ep in info.endpoint {
@@ -186,21 +194,7 @@ async fn every_query_reports_what_it_cost_and_system_queries_lists_them() {
     .unwrap();
     stmt.set_parameters(params).unwrap();
     let info = stmt.execute().await.unwrap();
-    let mut cost = None;
-    let mut rows = 0;
-    for ep in info.endpoint {
-        let mut decoder = c.do_get(ep.ticket.unwrap()).await.unwrap().into_inner();
-        while let Some(d) = decoder.next().await {
-            let d = d.unwrap();
-            if let DecodedPayload::RecordBatch(b) = &d.payload {
-                rows += b.num_rows();
-            }
-            if !d.inner.app_metadata.is_empty() {
-                let v: serde_json::Value = serde_json::from_slice(&d.inner.app_metadata).unwrap();
-                cost = v.get("strata_cost").cloned();
-            }
-        }
-    }
+    let (rows, cost) = fetch_with_cost(&mut c, info).await;
     assert_eq!(rows, 2, "one answer per parameter row");
     let c = cost.expect("a prepared statement reports its cost");
     assert_eq!(n(&c, "rows_scanned"), 4000, "two runs over 2000 rows: {c}");

@@ -133,6 +133,13 @@ pub(crate) fn settle<T>(
             let e = with_node_context(e, pool.role().as_str(), &lease.node().addr);
             lease.failed(&e, outcome);
             let retry = e.is_retryable() && !out_of_time;
+            let mut e = e;
+            if e.is_retryable() && out_of_time {
+                // Retryable, but the deadline passed while it ran: say why it was not.
+                e.message.push_str(
+                    " (the request's deadline passed during this attempt: no time to retry)",
+                );
+            }
             Err(AttemptError { error: e, retry })
         }
     }
