@@ -9,8 +9,10 @@
 //! default), keyed `b/<block size>/<block index>/<path>`. Alignment lets readers of nearby
 //! ranges (a footer read, then the page index, then column chunks) share entries, and the
 //! key names the block size so a node restarted with another size never misreads the SSD
-//! tier. One miss fetches one whole block; concurrent misses of the same block are coalesced
-//! by foyer's `get_or_fetch`, so a stampede costs one GET. Object metadata (size, etag) is
+//! tier. A read fetches the blocks no tier holds: adjacent ones together, one ranged GET per
+//! run of up to 16 blocks (a column chunk spanning several blocks is one request), a lone one
+//! through foyer's `get_or_fetch`, which coalesces concurrent misses of the same block so a
+//! stampede costs one GET. Object metadata (size, etag) is
 //! kept under `m/<path>`, so `head` and full GETs are served without the bucket too.
 //!
 //! Parquet footers and page indexes are also cached *decoded*, apart from these bytes, by
@@ -47,6 +49,9 @@ use object_store::{
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::cost::QueryCost;
+
+/// Adjacent missing blocks fetched by one GET at most (4 MiB at the default block size).
+const MAX_RUN_BLOCKS: usize = 16;
 use crate::error::{Error, Result};
 
 /// Metric: cache hits, labelled by tier.
@@ -405,14 +410,113 @@ impl CachedStore {
         for r in ranges.iter().filter(|r| r.end > r.start) {
             needed.extend(r.start / self.block..=(r.end - 1) / self.block);
         }
-        // Fetch concurrently; a block past the end of the object fails, which only matters
-        // if no earlier block of the range was short (i.e. the range really starts there).
-        let fetched = futures::future::join_all(needed.iter().map(|i| self.block(path, *i))).await;
-        let blocks: BTreeMap<u64, object_store::Result<Bytes>> =
-            needed.into_iter().zip(fetched).collect();
+        // Runs of adjacent blocks that no tier holds are fetched with one ranged GET each
+        // (a column chunk spanning several blocks costs one request, not one per block);
+        // the rest go block by block through the cache. All concurrently. A block past the
+        // end of the object fails, which only matters if no earlier block of the range was
+        // short (i.e. the range really starts there).
+        let (runs, single): (Vec<Vec<u64>>, Vec<u64>) = self.missing_runs(path, &needed);
+        let (fetched, runs_fetched) = futures::future::join(
+            futures::future::join_all(single.iter().map(|i| self.block(path, *i))),
+            futures::future::join_all(runs.iter().map(|run| self.fetch_run(path, run))),
+        )
+        .await;
+        let mut blocks: BTreeMap<u64, object_store::Result<Bytes>> =
+            single.into_iter().zip(fetched).collect();
+        for got in runs_fetched {
+            blocks.extend(got);
+        }
         ranges
             .iter()
             .map(|r| self.assemble(path, r, &blocks))
+            .collect()
+    }
+
+    /// Splits `needed` into runs of at least two adjacent blocks that neither tier holds
+    /// (at most [`MAX_RUN_BLOCKS`] each) and the blocks to read one by one.
+    fn missing_runs(
+        &self,
+        path: &Path,
+        needed: &std::collections::BTreeSet<u64>,
+    ) -> (Vec<Vec<u64>>, Vec<u64>) {
+        let mut runs: Vec<Vec<u64>> = Vec::new();
+        let mut single = Vec::new();
+        let mut current: Vec<u64> = Vec::new();
+        let close = |run: &mut Vec<u64>, runs: &mut Vec<Vec<u64>>, single: &mut Vec<u64>| {
+            if run.len() >= 2 {
+                runs.push(std::mem::take(run));
+            } else {
+                single.append(run);
+            }
+        };
+        for &i in needed {
+            let missing = !self.cache.contains(&self.block_key(path, i));
+            let extends =
+                current.last().is_some_and(|last| *last + 1 == i) && current.len() < MAX_RUN_BLOCKS;
+            if !missing || !extends {
+                close(&mut current, &mut runs, &mut single);
+            }
+            if missing {
+                current.push(i);
+            } else {
+                single.push(i);
+            }
+        }
+        close(&mut current, &mut runs, &mut single);
+        (runs, single)
+    }
+
+    /// Blocks `run` (adjacent, none cached) with one ranged GET; each is cached. Blocks past
+    /// the end of the object fail like a lone block's fetch would.
+    async fn fetch_run(&self, path: &Path, run: &[u64]) -> Vec<(u64, object_store::Result<Bytes>)> {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(
+                first * self.block..(last + 1) * self.block,
+            )),
+            ..GetOptions::default()
+        };
+        let got = match self.inner.get_opts(path, opts).await {
+            Ok(r) => {
+                let meta = r.meta.clone();
+                r.bytes().await.map(|b| (meta, b))
+            }
+            Err(e) => Err(e),
+        };
+        let (meta, bytes) = match got {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                return run
+                    .iter()
+                    .map(|i| (*i, Err(generic(format!("block {i} of {path}: {msg}")))))
+                    .collect();
+            }
+        };
+        self.metrics.bucket_bytes.inc_by(bytes.len() as u64);
+        if let Some(sink) = &self.sink {
+            sink.bucket_get(bytes.len() as u64);
+        }
+        let mk = meta_key(path);
+        if !self.cache.contains(&mk) {
+            self.cache.insert(mk, encode_meta(&meta));
+        }
+        let block = self.block as usize;
+        run.iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let start = n * block;
+                if start >= bytes.len() {
+                    return (
+                        *i,
+                        Err(generic(format!("block {i} is past the end of {path}"))),
+                    );
+                }
+                self.metrics.misses.inc();
+                let piece = bytes.slice(start..(start + block).min(bytes.len()));
+                self.cache.insert(self.block_key(path, *i), piece.clone());
+                (*i, Ok(piece))
+            })
             .collect()
     }
 

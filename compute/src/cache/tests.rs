@@ -217,3 +217,41 @@ async fn the_disk_tier_is_warm_after_a_restart() {
     assert!(cache.hits(CacheTier::Disk) > 0);
     cache.close().await.unwrap();
 }
+
+/// GETs that reach `inner` while `f` runs.
+async fn gets_during<F: std::future::Future>(f: F) -> (F::Output, u64) {
+    let cost = crate::cost::QueryCost::new();
+    let out = crate::cost::metering(Arc::clone(&cost), f).await;
+    (out, cost.report().get_requests)
+}
+
+#[tokio::test]
+async fn adjacent_missing_blocks_are_fetched_with_one_get() {
+    let path = Path::from("tables/t/seg/0000/b.parquet");
+    let bytes = data(10 * 4096 + 100);
+    let counted: Arc<dyn ObjectStore> = Arc::new(crate::cost::MeteredStore::new(
+        store_with(&path, &bytes).await,
+    ));
+    let cache = CachedStore::open(counted, &opts(1 << 20, None), &Registry::new())
+        .await
+        .unwrap();
+    // Blocks 3 and 4 first, one GET for the two.
+    let (got, gets) = gets_during(cache.get_range(&path, 3 * 4096..5 * 4096)).await;
+    assert_eq!(got.unwrap(), bytes.slice(3 * 4096..5 * 4096));
+    assert_eq!(gets, 1, "a run of two blocks is one request");
+    // The whole object: blocks 0-2 are one run, 3-4 come from memory, 5-10 another run
+    // (block 10 ends the object).
+    let (got, gets) = gets_during(cache.get_range(&path, 0..bytes.len() as u64)).await;
+    assert_eq!(got.unwrap(), bytes);
+    assert_eq!(gets, 2, "two runs around the cached blocks");
+    assert_eq!(
+        cache.bucket_bytes(),
+        bytes.len() as u64,
+        "each byte fetched once"
+    );
+    assert_eq!(cache.misses(), 11, "every block counted as fetched once");
+    // Everything is cached now.
+    let (got, gets) = gets_during(cache.get_ranges(&path, &[0..10, 40_000..41_000])).await;
+    assert_eq!(got.unwrap()[1], bytes.slice(40_000..41_000));
+    assert_eq!(gets, 0);
+}
