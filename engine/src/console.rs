@@ -145,8 +145,11 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                 frame-ancestors 'none'",
             ),
+            // No other site may frame the console (clickjacking).
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         body,
     )

@@ -375,6 +375,17 @@ async fn the_console_is_served_unless_turned_off() {
     let (code, page) = http("GET", &format!("{}/", p.http), "", None).await;
     assert_eq!(code, 200);
     assert!(page.contains("/console/app.js"), "{page}");
+    // No other site may frame it or run scripts in it.
+    let r = reqwest::get(format!("{}/", p.http)).await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
     let (code, js) = http("GET", &format!("{}/console/app.js", p.http), "", None).await;
     assert_eq!(code, 200);
     assert!(js.contains("/v1/sql"), "the script calls the SQL API");
