@@ -8,7 +8,7 @@
  *        (a long statement answers 200 at once, then whitespace, then the answer or an error
  *        object: so a 200 body can hold {"error": …} too)
  *   GET  /v1/tables               -> {tables: [{name, time_column, shard_key, shards, rows, …, columns}]}
- *   GET  /v1/tail/{table}?shard=S&from_offset=N|end -> NDJSON stream: {"shard","from_offset"}
+ *   GET  /v1/tail/{table}?from_offset=N|end&offsets=0:12,.. -> NDJSON stream of every shard: {"from_offsets"}
  *        first, then {"shard","offset","row"} per record, {"heartbeat":true} now and then,
  *        possibly a final {"error","code"}
  *   GET  /v1/status               -> {role, tables, nodes?: {compute, ingest}, ingest?}
@@ -526,10 +526,11 @@ function setupHistogramDrag() {
 // ---------------------------------------------------------------- tail tab
 
 /**
- * One fetch per shard. `shards[i].next` is the offset to ask for on resume (the resolved
- * start offset, then last record + 1). Pause aborts the fetches and keeps the offsets.
+ * One fetch for every shard of the table (the server merges them). `shards[i].next` is the
+ * offset to ask for on resume (the resolved start offset, then last record + 1). Pause aborts
+ * the fetch and keeps the offsets.
  */
-const tail = { table: null, columns: [], shards: [], gen: 0, state: 'stopped', received: 0 };
+const tail = { table: null, columns: [], shards: [], start: 'end', ctrl: null, gen: 0, state: 'stopped', received: 0 };
 
 function setTailState(state, detail) {
   tail.state = state;
@@ -558,32 +559,31 @@ function tailStart() {
   }
   tailStop();
   tail.table = name;
+  tail.start = from;
   tail.columns = (t.columns || []).map((c) => c.name);
-  tail.shards = Array.from({ length: Math.max(1, t.shards || 1) }, () => ({ next: null, start: from, ctrl: null, open: false, error: null }));
+  tail.shards = Array.from({ length: Math.max(1, t.shards || 1) }, () => ({ next: null, error: null }));
   tail.received = 0;
   const head = $('tail-rows').tHead;
   head.textContent = '';
   head.append(el('tr', null, el('th', null, 'shard'), el('th', null, 'offset'), ...tail.columns.map((c) => el('th', null, c))));
   $('tail-rows').tBodies[0].textContent = '';
   showError($('tail-error'), null);
-  if (tail.shards.length > 4) {
-    showError($('tail-error'), { message: `${tail.shards.length} shards: the browser keeps at most 6 connections to one server, so other requests may wait while the tail runs` });
-  }
   tailResume();
 }
 
-/** Open every shard's stream from its next offset (or the start choice the first time). */
+/** Open the stream from every shard's next offset (or the start choice the first time). */
 function tailResume() {
   const gen = ++tail.gen;
   setTailState('connecting');
-  tail.shards.forEach((s, i) => openShard(gen, i));
+  openTail(gen);
   renderTailOffsets();
 }
 
-/** Abort all streams, keeping each shard's next offset. */
+/** Abort the stream, keeping each shard's next offset. */
 function tailStop() {
   tail.gen++;
-  for (const s of tail.shards) { if (s.ctrl) s.ctrl.abort(); s.ctrl = null; s.open = false; }
+  if (tail.ctrl) tail.ctrl.abort();
+  tail.ctrl = null;
 }
 
 function tailPauseToggle() {
@@ -593,22 +593,12 @@ function tailPauseToggle() {
   renderTailOffsets();
 }
 
-/** Recompute the state after a shard opened or failed. */
-function tailCheckOpen(gen) {
-  if (gen !== tail.gen) return;
-  const open = tail.shards.filter((s) => s.open).length;
-  const failed = tail.shards.filter((s) => s.error).length;
-  if (open === tail.shards.length) setTailState('following');
-  else if (failed) setTailState('following', `${open} of ${tail.shards.length} shards open, retrying`);
-}
-
-async function openShard(gen, i) {
-  const s = tail.shards[i];
+async function openTail(gen) {
   const ctrl = new AbortController();
-  s.ctrl = ctrl;
-  s.open = false;
-  const from = s.next ?? s.start;
-  const path = `/v1/tail/${encodeURIComponent(tail.table)}?shard=${i}&from_offset=${encodeURIComponent(from)}`;
+  tail.ctrl = ctrl;
+  const known = tail.shards.map((s, i) => (s.next === null ? null : `${i}:${s.next}`)).filter((x) => x);
+  const path = `/v1/tail/${encodeURIComponent(tail.table)}?from_offset=${encodeURIComponent(tail.start)}` +
+    (known.length ? `&offsets=${known.join(',')}` : '');
   let retry = true;
   try {
     const resp = await api(path, { stream: true, signal: ctrl.signal });
@@ -623,44 +613,37 @@ async function openShard(gen, i) {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
-        if (line) tailLine(gen, i, JSON.parse(line));
+        if (line) tailLine(gen, JSON.parse(line));
       }
     }
-    if (gen === tail.gen && !s.error) s.error = 'stream ended';
   } catch (e) {
     if (e.name === 'AbortError' || gen !== tail.gen) return;
-    s.error = e.message;
     // A refusal (unknown table, no permission, too many tails) will not fix itself.
     if (e.status && e.status !== 503 && e.status !== 504) retry = false;
     showError($('tail-error'), e);
-  } finally {
-    s.open = false;
   }
   if (gen !== tail.gen) return;
   renderTailOffsets();
-  if (!retry) {
-    if (!tail.shards.some((x) => x.open)) { tailStop(); setTailState('error'); }
-    return;
-  }
-  tailCheckOpen(gen);
-  setTimeout(() => { if (gen === tail.gen) openShard(gen, i); }, 3000); // again from s.next
+  if (!retry) { tailStop(); setTailState('error'); return; }
+  setTailState('connecting', 'the stream ended, reconnecting');
+  setTimeout(() => { if (gen === tail.gen) openTail(gen); }, 3000); // again from the next offsets
 }
 
-function tailLine(gen, i, msg) {
+function tailLine(gen, msg) {
   if (gen !== tail.gen || !msg || msg.heartbeat) return;
-  const s = tail.shards[i];
-  if (typeof msg.error === 'string') { // the stream failed on the server; it ends after this
-    s.error = msg.error;
-    showError($('tail-error'), { message: `shard ${i}: ${msg.error}`, code: msg.code });
-    return;
-  }
-  if ('from_offset' in msg && !('offset' in msg)) {
-    s.next = Number(msg.from_offset);
-    s.open = true;
-    s.error = null;
-    tailCheckOpen(gen);
+  if (msg.from_offsets) { // the first line: where each shard starts
+    for (const [shard, offset] of Object.entries(msg.from_offsets)) {
+      const s = tail.shards[Number(shard)];
+      if (s) { s.next = Number(offset); s.error = null; }
+    }
+    setTailState('following');
+  } else if (typeof msg.error === 'string') { // that shard's tail failed on the server
+    const s = tail.shards[Number(msg.shard)];
+    if (s) s.error = msg.error;
+    showError($('tail-error'), { message: `shard ${msg.shard}: ${msg.error}`, code: msg.code });
   } else if ('offset' in msg) {
-    s.next = Number(msg.offset) + 1;
+    const s = tail.shards[Number(msg.shard)];
+    if (s) s.next = Number(msg.offset) + 1;
     tail.received++;
     addTailRow(msg);
   }

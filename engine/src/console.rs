@@ -7,7 +7,8 @@
 //!   body), answered as `{"columns", "rows", "row_count", "truncated", "elapsed_ms", "cost"}`.
 //! - `GET /v1/tables`: the caller's tables with columns, time column, shard key and size.
 //! - `GET /v1/tail/{table}?shard=S&from_offset=N|end`: one shard's records as they are
-//!   acknowledged, as newline-delimited JSON, until the client goes away.
+//!   acknowledged, as newline-delimited JSON, until the client goes away; without `shard`,
+//!   every shard's in one stream (`offsets=0:12,1:40` sets where each starts).
 //!
 //! Every call goes through the Flight service's [`WebApi`]: the same bearer tokens
 //! (`Authorization: Bearer …`), scopes, per-tenant request quotas, query deadlines, result
@@ -473,55 +474,97 @@ async fn tail_inner(
     headers: HeaderMap,
 ) -> Result<Response, tonic::Status> {
     let invalid = tonic::Status::invalid_argument;
-    let shard: u32 = match q.get("shard") {
-        None => 0,
-        Some(v) => v
-            .parse()
-            .map_err(|_| invalid(format!("shard `{v}` is not a shard number")))?,
+    let one: Option<u32> = match q.get("shard") {
+        None => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| invalid(format!("shard `{v}` is not a shard number")))?,
+        ),
+    };
+    // `offsets=0:12,1:40`: where each shard starts (the others: `from_offset`).
+    let mut starts: HashMap<u32, u64> = HashMap::new();
+    for part in q
+        .get("offsets")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+    {
+        if part.is_empty() {
+            continue;
+        }
+        let parsed = part
+            .split_once(':')
+            .and_then(|(sh, off)| Some((sh.parse().ok()?, off.parse().ok()?)));
+        let (shard, offset) = parsed.ok_or_else(|| {
+            invalid(format!(
+                "offsets: `{part}` is not shard:offset (e.g. offsets=0:12,1:40)"
+            ))
+        })?;
+        starts.insert(shard, offset);
+    }
+    let from = match q.get("from_offset").map(String::as_str) {
+        None | Some("end") => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| invalid(format!("from_offset `{v}` is not an offset or `end`")))?,
+        ),
     };
     let web = web(s)?;
     let (caller, catalog) = admit_reader(s, headers, "tailing a log").await?;
     let storage_err =
         |e: strata_storage::Error| strata_gateway::to_status(crate::errors::from_storage(&e));
-    let from = match q.get("from_offset").map(String::as_str) {
-        None | Some("end") => strata_ingest::log::end_offset(&catalog, table, shard)
-            .await
-            .map_err(|e| strata_gateway::to_status(crate::errors::from_ingest(e)))?,
-        Some(v) => {
-            // Fail fast on an unknown table or shard, as `end` does.
-            catalog
-                .load(table)
-                .await
-                .map_err(storage_err)?
-                .shard(shard)
-                .map_err(storage_err)?;
-            v.parse()
-                .map_err(|_| invalid(format!("from_offset `{v}` is not an offset or `end`")))?
+    // Fail fast on an unknown table or shard.
+    let manifest = catalog.load(table).await.map_err(storage_err)?;
+    let shards: Vec<u32> = match one {
+        Some(shard) => {
+            manifest.shard(shard).map_err(storage_err)?;
+            vec![shard]
         }
+        None => (0..manifest.table.num_shards).collect(),
     };
-    let stream = web
-        .tail(&caller, table, shard, from, TAIL_BATCH_ROWS)
-        .await?;
-    let first = json!({"shard": shard, "from_offset": from}).to_string() + "\n";
+    let mut streams = Vec::with_capacity(shards.len());
+    let mut resolved = Map::new();
+    for &shard in &shards {
+        let start = match (starts.get(&shard), from) {
+            (Some(o), _) => *o,
+            (None, Some(o)) => o,
+            (None, None) => strata_ingest::log::end_offset(&catalog, table, shard)
+                .await
+                .map_err(|e| strata_gateway::to_status(crate::errors::from_ingest(e)))?,
+        };
+        resolved.insert(shard.to_string(), json!(start));
+        let stream = web
+            .tail(&caller, table, shard, start, TAIL_BATCH_ROWS)
+            .await?;
+        streams.push(stream.map(move |item| (shard, item)).boxed());
+    }
+    let first = match one {
+        Some(shard) => json!({"shard": shard, "from_offset": resolved[&shard.to_string()]}),
+        None => json!({ "from_offsets": resolved }),
+    }
+    .to_string()
+        + "\n";
     let every = heartbeat(s);
-    let lines = futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
+    let merged = futures::stream::select_all(streams);
+    let lines = futures::stream::unfold(merged, move |mut merged| async move {
         tokio::select! {
-            item = stream.next() => match item {
-                Some(Ok(batch)) => {
+            item = merged.next() => match item {
+                Some((shard, Ok(batch))) => {
                     let text = tail_lines(shard, &batch).unwrap_or_else(|e| {
                         error_json(&tonic::Status::internal(e.to_string())).to_string() + "\n"
                     });
-                    Some((Ok::<_, Infallible>(Bytes::from(text)), Some(stream)))
+                    Some((Ok::<_, Infallible>(Bytes::from(text)), merged))
                 }
-                Some(Err(e)) => {
-                    let v = error_json(&strata_gateway::to_status(e));
-                    Some((Ok(Bytes::from(v.to_string() + "\n")), None))
+                // That shard's tail ends; the others go on.
+                Some((shard, Err(e))) => {
+                    let mut v = error_json(&strata_gateway::to_status(e));
+                    v["shard"] = json!(shard);
+                    Some((Ok(Bytes::from(v.to_string() + "\n")), merged))
                 }
                 None => None,
             },
             _ = tokio::time::sleep(every) => {
-                Some((Ok(Bytes::from_static(b"{\"heartbeat\":true}\n")), Some(stream)))
+                Some((Ok(Bytes::from_static(b"{\"heartbeat\":true}\n")), merged))
             }
         }
     });

@@ -358,6 +358,57 @@ async fn an_idle_tail_outlives_the_idle_timeout() {
         found,
         "a tail idle for 3 s (idle timeout 1 s) still delivers"
     );
+
+    // Without `shard`: every shard in one stream (what the console opens), from the end, or
+    // from given offsets per shard.
+    let mut all = open_stream(&p, "/v1/tail/logs", "reader").await;
+    let first = read_lines_until(&mut all, Duration::from_secs(10), |_| true).await;
+    let starts = first[0]["from_offsets"].as_object().unwrap().clone();
+    assert_eq!(starts.len(), 4, "{first:?}");
+    let marker2 = format!("all-{}", uuid::Uuid::new_v4().simple());
+    let lines: String = (0..8)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2025-01-03T00:00:0{i}Z\",\"host\":\"h{i}\",\"latency_ms\":1,\"message\":\"{marker2}\"}}\n"
+            )
+        })
+        .collect();
+    ingest(&p, "logs", &lines, "writer").await;
+    let seen = read_lines_until(&mut all, Duration::from_secs(10), |v| {
+        v["row"]["message"] == marker2.as_str()
+    })
+    .await;
+    let got = seen
+        .iter()
+        .find(|v| v["row"]["message"] == marker2.as_str())
+        .expect("the row written after the tail started arrived");
+    let shard = got["shard"].as_u64().unwrap().to_string();
+    assert_eq!(
+        got["offset"], starts[&shard],
+        "the first record after the end: {seen:?}"
+    );
+    drop(all);
+    let mut again = open_stream(
+        &p,
+        &format!("/v1/tail/logs?offsets={shard}:0&from_offset=end"),
+        "reader",
+    )
+    .await;
+    let first = read_lines_until(&mut again, Duration::from_secs(10), |_| true).await;
+    assert_eq!(first[0]["from_offsets"][&shard], 0, "{first:?}");
+    let seen = read_lines_until(&mut again, Duration::from_secs(10), |v| v["offset"] == 0).await;
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (
+            last["offset"].as_u64(),
+            last["shard"].as_u64().map(|s| s.to_string())
+        ),
+        (Some(0), Some(shard))
+    );
+    for bad in ["/v1/tail/logs?offsets=x", "/v1/tail/logs?offsets=1:y"] {
+        let (code, text) = http("GET", &format!("{}{bad}", p.http), "", Some("reader")).await;
+        assert_eq!(code, 400, "{bad}: {text}");
+    }
     // A silent client is still closed.
     let host = p.http.trim_start_matches("http://");
     let s = tokio::net::TcpStream::connect(host).await.unwrap();
