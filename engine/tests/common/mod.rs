@@ -45,12 +45,30 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Start `strata <args...> --grpc-addr .. --http-addr ..` and wait until it is ready.
+    /// Start `strata <args...> --grpc-addr .. --http-addr ..` on free ports and wait until it
+    /// is ready. A free port can be taken by a concurrent test between picking it and the
+    /// bind: a process that exits before it is ready is started again on other ports.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        Self::start_on(args, env, free_port(), free_port())
+        for _ in 0..3 {
+            if let Some(p) = Self::try_start_on(args, env, free_port(), free_port()) {
+                return p;
+            }
+        }
+        panic!("strata {args:?} exited before it was ready, three times (see its stderr)");
     }
 
     pub fn start_on(args: &[&str], env: &[(&str, &str)], grpc_port: u16, http_port: u16) -> Proc {
+        Self::try_start_on(args, env, grpc_port, http_port)
+            .unwrap_or_else(|| panic!("strata {args:?} exited before it was ready"))
+    }
+
+    /// `None` when the process exits before it is ready.
+    fn try_start_on(
+        args: &[&str],
+        env: &[(&str, &str)],
+        grpc_port: u16,
+        http_port: u16,
+    ) -> Option<Proc> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.args(args)
             .arg("--grpc-addr")
@@ -74,17 +92,26 @@ impl Proc {
                 }
             }
         });
-        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-            let _ = child.kill();
-            panic!("strata {args:?} did not become ready within 120 s");
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(()) => {}
+            // Its stdout closed: it exited (e.g. a port taken meanwhile).
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("strata {args:?} did not become ready within 120 s");
+            }
         }
-        Proc {
+        Some(Proc {
             child,
             grpc: format!("http://127.0.0.1:{grpc_port}"),
             http: format!("http://127.0.0.1:{http_port}"),
             grpc_port,
             http_port,
-        }
+        })
     }
 
     pub fn kill9(&mut self) {
