@@ -336,23 +336,14 @@ impl CachedStore {
         let entry = self
             .cache
             .get_or_fetch(&key, move || async move {
-                let opts = GetOptions {
-                    range: Some(GetRange::Bounded(range)),
-                    ..GetOptions::default()
-                };
                 misses.inc();
-                let r = inner.get_opts(&location, opts).await?;
-                let meta = r.meta.clone();
-                let bytes = r.bytes().await?;
-                bucket_bytes.inc_by(bytes.len() as u64);
-                if let Some(sink) = &sink {
-                    sink.bucket_get(bytes.len() as u64);
-                }
-                let mk = meta_key(&location);
-                if !cache.contains(&mk) {
-                    cache.insert(mk, encode_meta(&meta));
-                }
-                Ok::<_, object_store::Error>(bytes)
+                let fetch = BucketRead {
+                    inner: &inner,
+                    cache: &cache,
+                    bucket_bytes: &bucket_bytes,
+                    sink: sink.as_ref(),
+                };
+                fetch.get(&location, range).await
             })
             .await
             .map_err(|e| foyer_to_store_error(path, e))?;
@@ -470,21 +461,17 @@ impl CachedStore {
     /// the end of the object fail like a lone block's fetch would.
     async fn fetch_run(&self, path: &Path, run: &[u64]) -> Vec<(u64, object_store::Result<Bytes>)> {
         let (first, last) = (run[0], run[run.len() - 1]);
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(
-                first * self.block..(last + 1) * self.block,
-            )),
-            ..GetOptions::default()
+        let fetch = BucketRead {
+            inner: &self.inner,
+            cache: &self.cache,
+            bucket_bytes: &self.metrics.bucket_bytes,
+            sink: self.sink.as_ref(),
         };
-        let got = match self.inner.get_opts(path, opts).await {
-            Ok(r) => {
-                let meta = r.meta.clone();
-                r.bytes().await.map(|b| (meta, b))
-            }
-            Err(e) => Err(e),
-        };
-        let (meta, bytes) = match got {
-            Ok(v) => v,
+        let bytes = match fetch
+            .get(path, first * self.block..(last + 1) * self.block)
+            .await
+        {
+            Ok(b) => b,
             Err(e) => {
                 let msg = e.to_string();
                 return run
@@ -493,14 +480,6 @@ impl CachedStore {
                     .collect();
             }
         };
-        self.metrics.bucket_bytes.inc_by(bytes.len() as u64);
-        if let Some(sink) = &self.sink {
-            sink.bucket_get(bytes.len() as u64);
-        }
-        let mk = meta_key(path);
-        if !self.cache.contains(&mk) {
-            self.cache.insert(mk, encode_meta(&meta));
-        }
         let block = self.block as usize;
         run.iter()
             .enumerate()
@@ -618,6 +597,36 @@ fn one_chunk(meta: ObjectMeta, range: Range<u64>, bytes: Bytes) -> GetResult {
         meta,
         range,
         attributes: Attributes::default(),
+    }
+}
+
+/// One ranged GET that reaches the bucket: its bytes counted (node metrics, the query's
+/// cost) and its object's metadata cached, for a lone block and a run of blocks alike.
+struct BucketRead<'a> {
+    inner: &'a Arc<dyn ObjectStore>,
+    cache: &'a HybridCache<String, Bytes>,
+    bucket_bytes: &'a IntCounter,
+    sink: Option<&'a Arc<QueryCost>>,
+}
+
+impl BucketRead<'_> {
+    async fn get(&self, location: &Path, range: Range<u64>) -> object_store::Result<Bytes> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let r = self.inner.get_opts(location, opts).await?;
+        let meta = r.meta.clone();
+        let bytes = r.bytes().await?;
+        self.bucket_bytes.inc_by(bytes.len() as u64);
+        if let Some(sink) = self.sink {
+            sink.bucket_get(bytes.len() as u64);
+        }
+        let mk = meta_key(location);
+        if !self.cache.contains(&mk) {
+            self.cache.insert(mk, encode_meta(&meta));
+        }
+        Ok(bytes)
     }
 }
 

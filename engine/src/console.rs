@@ -20,10 +20,14 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -346,16 +350,12 @@ impl<'a> Cells<'a> {
         };
         match a.data_type() {
             DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32 => self.text[col]
-                .value(row)
-                .to_string()
-                .parse()
-                .map_or(Value::Null, Value::Number),
+            DataType::Int8 => Value::from(a.as_primitive::<Int8Type>().value(row)),
+            DataType::Int16 => Value::from(a.as_primitive::<Int16Type>().value(row)),
+            DataType::Int32 => Value::from(a.as_primitive::<Int32Type>().value(row)),
+            DataType::UInt8 => Value::from(a.as_primitive::<UInt8Type>().value(row)),
+            DataType::UInt16 => Value::from(a.as_primitive::<UInt16Type>().value(row)),
+            DataType::UInt32 => Value::from(a.as_primitive::<UInt32Type>().value(row)),
             DataType::Int64 => {
                 let v = a.as_primitive::<Int64Type>().value(row);
                 if v.unsigned_abs() <= SAFE {
@@ -372,7 +372,9 @@ impl<'a> Cells<'a> {
                     Value::String(v.to_string())
                 }
             }
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            DataType::Float64 => number(a.as_primitive::<Float64Type>().value(row)),
+            // As displayed (shortest digits of the narrower type), not widened to f64 digits.
+            DataType::Float16 | DataType::Float32 => {
                 match self.text[col].value(row).to_string().parse::<f64>() {
                     Ok(f) => number(f),
                     Err(_) => Value::String(self.text[col].value(row).to_string()),
@@ -528,9 +530,11 @@ async fn tail_inner(
         let start = match (starts.get(&shard), from) {
             (Some(o), _) => *o,
             (None, Some(o)) => o,
-            (None, None) => strata_ingest::log::end_offset(&catalog, table, shard)
-                .await
-                .map_err(|e| strata_gateway::to_status(crate::errors::from_ingest(e)))?,
+            (None, None) => {
+                strata_ingest::log::end_offset_in(&catalog, Arc::clone(&manifest), shard)
+                    .await
+                    .map_err(|e| strata_gateway::to_status(crate::errors::from_ingest(e)))?
+            }
         };
         resolved.insert(shard.to_string(), json!(start));
         let stream = web

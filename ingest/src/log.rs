@@ -8,7 +8,7 @@ use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_
 use arrow::datatypes::{SchemaRef, UInt64Type};
 use object_store::ObjectStoreExt;
 use strata_storage::segment::decode_segment;
-use strata_storage::{Catalog, OFFSET_COLUMN, wal};
+use strata_storage::{Catalog, OFFSET_COLUMN, TableManifest, wal};
 
 use crate::error::{Error, Result};
 use crate::schema::{upgrade_stored, with_offset_column};
@@ -35,17 +35,31 @@ pub async fn read_log(
 /// The offset the next record of `shard` will get: past the newest durably acknowledged
 /// record, flushed or still in the WAL (a tail that starts here sees only new records).
 pub async fn end_offset(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
-    // A flush may delete the WAL entry we read between the LIST and the GET: retry once.
-    match end_offset_once(catalog, table, shard).await {
+    let m = catalog.load(table).await?;
+    end_offset_in(catalog, m, shard).await
+}
+
+/// [`end_offset`] starting from a manifest the caller already read (one read for the
+/// shards of a table, not one per shard).
+pub async fn end_offset_in(
+    catalog: &Catalog,
+    manifest: Arc<TableManifest>,
+    shard: u32,
+) -> Result<u64> {
+    // A flush may delete the WAL entry we read between the LIST and the GET: retry once,
+    // on the manifest as it is then.
+    match end_offset_once(catalog, Arc::clone(&manifest), shard).await {
         Err(Error::Storage(strata_storage::Error::ObjectStore(
             object_store::Error::NotFound { .. },
-        ))) => end_offset_once(catalog, table, shard).await,
+        ))) => {
+            let newest = catalog.load(&manifest.table.name).await?;
+            end_offset_once(catalog, newest, shard).await
+        }
         r => r,
     }
 }
 
-async fn end_offset_once(catalog: &Catalog, table: &str, shard: u32) -> Result<u64> {
-    let mut m = catalog.load(table).await?;
+async fn end_offset_once(catalog: &Catalog, mut m: Arc<TableManifest>, shard: u32) -> Result<u64> {
     let store = Arc::clone(catalog.store());
     for _ in 0..3 {
         let st = m.shard(shard)?.clone();
