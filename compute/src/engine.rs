@@ -533,7 +533,7 @@ impl QueryEngine {
     /// `system.queries` as failed, as the client never gets to run it.
     pub async fn plan_schema(&self, sql: &str, tenant: Option<&str>) -> Result<SchemaRef> {
         match self.plan(sql, None, None).await {
-            Ok((_, plan)) => Ok(Arc::new(plan.schema().as_arrow().clone())),
+            Ok((_, plan)) => Ok(crate::views::plain_schema(plan.schema().as_arrow())),
             Err(e) => {
                 let log = &self.inner.queries;
                 log.record(QueryRecord {
@@ -560,7 +560,10 @@ impl QueryEngine {
             .filter_map(|(name, t)| Some((name.strip_prefix('$')?.parse().ok()?, t)))
             .collect();
         params.sort_by_key(|(i, _)| *i);
-        Ok(params.into_iter().map(|(_, t)| t).collect())
+        Ok(params
+            .into_iter()
+            .map(|(_, t)| t.map(|t| crate::views::plain_type(&t).unwrap_or(t)))
+            .collect())
     }
 
     /// All tables with their schemas.
@@ -605,7 +608,10 @@ impl QueryEngine {
         loop {
             let planning = Instant::now();
             let (state, plan) = self.plan(sql, params, Some(&cost)).await?;
-            let physical = state.create_physical_plan(&plan).await;
+            let physical = state
+                .create_physical_plan(&plan)
+                .await
+                .and_then(crate::views::plain_output);
             cost.planned(planning.elapsed());
             match physical {
                 Ok(physical) => {
@@ -669,7 +675,18 @@ impl QueryEngine {
             .verify_plan(&plan)
             .map_err(|e| Error::PermissionDenied(e.strip_backtrace()))?;
         let plan = match params {
-            Some(p) => plan.with_param_values(p.to_vec())?,
+            Some(p) => {
+                let types = plan.get_parameter_types()?;
+                let values = p
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let t = types.get(&format!("${}", i + 1)).and_then(Option::as_ref);
+                        crate::views::param_for(v.clone(), t)
+                    })
+                    .collect::<Vec<_>>();
+                plan.with_param_values(values)?
+            }
             None => plan,
         };
         Ok((state, plan))
@@ -783,6 +800,7 @@ fn session_template(
     builder = builder.with_physical_optimizer_rule(Arc::new(crate::rules::GuardJoins {
         max_cross_join_rows: config.max_cross_join_rows,
     }));
+    builder = builder.with_physical_optimizer_rule(Arc::new(crate::views::CompactViews));
     builder
         .with_config(session)
         .with_runtime_env(runtime)

@@ -48,6 +48,7 @@ mod store_registry;
 mod stream;
 mod table;
 mod ttl_map;
+mod views;
 mod wal_source;
 
 #[cfg(any(test, feature = "testing"))]

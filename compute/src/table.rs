@@ -70,7 +70,7 @@ pub(crate) struct ScanEnv {
 #[derive(Debug)]
 pub(crate) struct StrataTable {
     manifest: Arc<TableManifest>,
-    /// What SQL sees.
+    /// What SQL sees: the table's columns, strings as views ([`crate::views`]).
     schema: SchemaRef,
     /// Columns stored in segments: the table schema, then `_offset`.
     file_schema: SchemaRef,
@@ -81,7 +81,7 @@ pub(crate) struct StrataTable {
 
 impl StrataTable {
     pub(crate) fn new(manifest: Arc<TableManifest>, env: ScanEnv) -> Self {
-        let schema = manifest.table.schema_ref();
+        let schema = crate::views::view_schema(&manifest.table.schema_ref());
         let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(OFFSET_COLUMN, DataType::UInt64, false)));
         let file_schema = Arc::new(Schema::new(fields.clone()));

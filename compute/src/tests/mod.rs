@@ -9,6 +9,7 @@ mod lifecycle;
 mod pruning;
 mod rules_review;
 mod sql_suite;
+mod views;
 
 /// `(total, matched)` of the file pruning of the scan that carries a join's dynamic filter, in
 /// `EXPLAIN ANALYZE` output (`files_ranges_pruned_statistics=N total → M matched`).
