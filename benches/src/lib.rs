@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod queries;
 pub mod report;
 pub mod server;
+pub mod sizing;
 pub mod stats;
 pub mod suite;
 pub mod tpch;

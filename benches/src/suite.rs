@@ -264,6 +264,12 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Wrong answers and Strata errors; the exit status is non-zero when there are any.
     pub failures: Vec<String>,
+    /// Per-core figures for `strata estimate` (also written to `figures.json` in the work
+    /// folder); `None` when the run lacks a part they need.
+    pub figures: Option<strata_common::sizing::Figures>,
+    /// What the figures need beyond the tables above.
+    #[serde(skip)]
+    pub measured: crate::sizing::Measured,
 }
 
 /// Run the suite; returns the report (already printed, and written when `--json`).
@@ -367,6 +373,8 @@ pub async fn run(args: Args) -> Result<Report> {
         scaling: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
+        figures: None,
+        measured: Default::default(),
     };
 
     // 2. Baselines that need no server.
@@ -514,6 +522,18 @@ pub async fn run(args: Args) -> Result<Report> {
         }
     }
 
+    report.figures = crate::sizing::figures(&report, &report.measured);
+    match &report.figures {
+        Some(f) => {
+            let path = work.join("figures.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(f)?)?;
+            eprintln!("wrote {} (for strata estimate --figures)", path.display());
+        }
+        None => notes.push(
+            "no sizing figures: the run lacks the logs load, a query kind or the table's size"
+                .to_string(),
+        ),
+    }
     report.notes.extend(notes);
     report.meta.duration_secs = started.elapsed().as_secs_f64();
     print_report(&report);
@@ -848,7 +868,16 @@ async fn strata_phase(
             };
             let (prepared, _) =
                 prepare(&spec.table, spec.seed, spec.rows, spec.batch_rows, false).await?;
+            let puts_before = match &server {
+                Some(s) => s.metrics().await.ok().map(|m| store_puts(&m)),
+                None => None,
+            };
             let mut r = crate::ingest::run(&url, &spec, prepared).await?;
+            if let (Some(s), Some(before)) = (&server, puts_before)
+                && let Ok(after) = s.metrics().await
+            {
+                report.measured.ingest_puts = Some(store_puts(&after) - before);
+            }
             r.created_by = created;
             let failed = r.error.clone();
             report.ingest.push(r);
@@ -979,6 +1008,7 @@ async fn strata_phase(
     if args.gateway.is_none() && !args.result_cache {
         match ctx.start_with("data", true).await {
             Ok(server) => {
+                report.measured.stored = stored_table(&server, "logs").await;
                 let r = async {
                     let mut c = ctx.client(&server.url).await?;
                     for (i, q) in qs.iter().enumerate() {
@@ -1121,6 +1151,34 @@ async fn strata_phase(
         }
     }
     Ok(())
+}
+
+/// PUT requests (single and multipart) in a server's `/metrics` text.
+fn store_puts(metrics: &str) -> f64 {
+    ["put", "put_multipart"]
+        .iter()
+        .map(|op| metric_sum(metrics, "strata_object_store_requests_total", &[("op", op)]))
+        .sum()
+}
+
+/// Rows, bytes and segments of `table` in its manifest, from the server's `/v1/tables`.
+async fn stored_table(server: &Server, table: &str) -> Option<(u64, u64, u64)> {
+    let (code, body) = crate::server::http_get(server.http, "/v1/tables")
+        .await
+        .ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let t = v["tables"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"].as_str() == Some(table))?;
+    Some((
+        t["rows"].as_u64()?,
+        t["bytes"].as_u64()?,
+        t["segments"].as_u64()?,
+    ))
 }
 
 /// Run one query cold (right after the server started) and warm; fills the Strata columns

@@ -54,6 +54,8 @@ pub enum Command {
     Status(ClientArgs),
     /// Print the effective configuration (secrets masked).
     Config(ServeArgs),
+    /// Size a cluster for an expected load: nodes per role, caches, bucket, requests and cost.
+    Estimate(crate::estimate::EstimateArgs),
 }
 
 /// Flags shared by every server role.

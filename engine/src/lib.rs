@@ -15,12 +15,13 @@
 //! Modules: [`cli`] and [`settings`] (configuration), [`roles`] (wiring and shutdown),
 //! [`local`] (backends over local roles), [`tenants`], [`http`] (health, metrics, JSON
 //! ingest), [`console`] (the web console and its SQL/tail JSON API), [`lifecycle`] (compaction, retention, GC), [`client`] (`strata sql`,
-//! `strata status`, `strata ingest FILE`).
+//! `strata status`, `strata ingest FILE`), [`estimate`] (`strata estimate`: cluster sizing).
 
 pub mod cli;
 pub mod client;
 pub mod console;
 pub mod errors;
+pub mod estimate;
 pub mod http;
 pub mod lifecycle;
 pub mod local;

@@ -118,5 +118,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             print!("{}", s.masked_toml());
             Ok(())
         }
+        Command::Estimate(a) => strata::estimate::run(&a),
     }
 }

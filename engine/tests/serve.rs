@@ -546,3 +546,55 @@ async fn http_bodies_and_json_lines_are_bounded() {
         "refused bodies store nothing"
     );
 }
+
+/// `strata estimate`: text and JSON from the release's figures, a figures file as the bench
+/// writes it, and clear errors for a bad load or bad figures.
+#[test]
+fn estimate_sizes_a_cluster_from_figures() {
+    let (ok, out, err) = strata(&["estimate", "--rows-per-sec", "50000"]);
+    assert!(ok, "{err}");
+    for part in [
+        "ingest",
+        "compute",
+        "bucket",
+        "cost per month",
+        "assumptions",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    let (ok, json, err) = strata(&["estimate", "--rows-per-sec", "50000", "--json"]);
+    assert!(ok, "{err}");
+    let e: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let total = e["total_cost_per_month"].as_f64().unwrap();
+    let parts: f64 = ["storage", "put", "get"]
+        .iter()
+        .map(|k| e[format!("{k}_cost_per_month")].as_f64().unwrap())
+        .sum();
+    assert!((total - parts).abs() < 1e-6 && total > 0.0, "{json}");
+
+    // Figures twice as fast per ingest core: half the busy ingest cores.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = strata::estimate::load_figures(None).unwrap();
+    f.ingest_rows_per_core_sec *= 2.0;
+    let path = dir.path().join("figures.json");
+    std::fs::write(&path, serde_json::to_vec(&f).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let (ok, faster, err) = strata(&[
+        "estimate",
+        "--rows-per-sec",
+        "50000",
+        "--json",
+        "--figures",
+        p,
+    ]);
+    assert!(ok, "{err}");
+    let faster: serde_json::Value = serde_json::from_str(&faster).unwrap();
+    let busy = |v: &serde_json::Value| v["ingest"]["busy_cores"].as_f64().unwrap();
+    assert!((busy(&faster) * 2.0 - busy(&e)).abs() < 1e-9);
+
+    let (ok, _, err) = strata(&["estimate", "--cache-hit-ratio", "2"]);
+    assert!(!ok && err.contains("--cache-hit-ratio"), "{err}");
+    std::fs::write(&path, "not json").unwrap();
+    let (ok, _, err) = strata(&["estimate", "--figures", p]);
+    assert!(!ok && err.contains("not bench figures"), "{err}");
+}
